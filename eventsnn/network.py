@@ -1,0 +1,623 @@
+"""The converted spiking network: populations of neurons and the connections between them.
+
+A :class:`SpikingNetwork` is what :func:`eventsnn.convert` produces and what
+:func:`eventsnn.simulate` runs. It is framework-neutral and holds only numpy / scipy data.
+
+Public layout: a population of per-sample shape ``(C, H, W)`` (or ``(N,)``) numbers its neurons
+in C order, exactly as ``numpy.ravel`` does. Engines may use other layouts internally, but every
+array that leaves them uses this order.
+
+Every connection can export its synapses as a ``scipy.sparse.csr_matrix`` with one row per
+pre-synaptic neuron (:meth:`Connection.to_csr`) and reports the structural fan-out of each
+pre-synaptic neuron (:meth:`Connection.fan_out`), which is what SynOps are counted with:
+an event of multiplicity ``s`` from neuron ``j`` costs ``s * fan_out[j]`` synaptic operations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+POPULATION_KINDS = ("if", "lipool", "maxgate", "output")
+INPUT = "input"
+
+
+def _ints(values, n, what):
+    out = [int(v) for v in values]
+    if len(out) != n:
+        raise ValueError(f"{what} needs {n} integers, got {values!r}")
+    return out
+
+
+def axis_taps(n_in, n_out, kernel, stride, pad_begin):
+    """Valid (output index, input index) pairs along one spatial axis, per kernel tap.
+
+    Output position ``o`` reads input position ``o * stride - pad_begin + k`` through tap ``k``.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output extent along the axis.
+    kernel, stride, pad_begin : int
+        Kernel size, stride and leading zero-padding along the axis.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        For each tap ``k``: output indices and the input indices they read (both int64),
+        restricted to input positions inside ``[0, n_in)`` (padding reads nothing).
+    """
+    out = []
+    o = np.arange(n_out, dtype=np.int64)
+    for k in range(kernel):
+        i = o * stride - pad_begin + k
+        ok = (i >= 0) & (i < n_in)
+        out.append((o[ok], i[ok]))
+    return out
+
+
+def axis_fan_out(n_in, n_out, kernel, stride, pad_begin):
+    """Number of (output position, tap) pairs reading each input position along one axis."""
+    counts = np.zeros(n_in, dtype=np.int64)
+    for _, i in axis_taps(n_in, n_out, kernel, stride, pad_begin):
+        np.add.at(counts, i, 1)
+    return counts
+
+
+def _structural_csr(rows, cols, data, shape):
+    """CSR matrix that keeps every listed entry, explicit zeros included (they are synapses)."""
+    order = np.lexsort((cols, rows))
+    rows, cols, data = rows[order], cols[order], data[order]
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.add.at(indptr, rows + 1, 1)
+    return sp.csr_matrix(
+        (data.astype(np.float32), cols.astype(np.int64), np.cumsum(indptr)), shape=shape
+    )
+
+
+@dataclass
+class Population:
+    """A group of neurons of one kind with a common per-sample shape.
+
+    Parameters
+    ----------
+    name : str
+        Unique name.
+    shape : tuple of int
+        Per-sample shape, ``(C, H, W)`` or ``(N,)``.
+    kind : {"if", "lipool", "maxgate", "output"}
+        ``"if"``: integrate-and-fire neuron with burst spikes (Eq. 2-4, Algorithm 1):
+        ``V += I + b``, ``s = clip(floor(V / threshold), 0, burst)``, ``V -= s * threshold``.
+        ``"lipool"``: Lateral Inhibition Pooling (Eq. 12). ``"maxgate"``: the max-gated
+        pooling baseline (Eq. 11). ``"output"``: non-spiking integrator ``U += I + b``.
+    threshold : float
+        Firing threshold θ (1 after normalisation, Eq. 6).
+    burst : int
+        Γ, the largest number of spikes per step (Γ = 1 is the plain IF neuron).
+    bias : ndarray or None
+        Per-neuron bias current of shape ``shape`` ("if" and "output" only).
+    pool : dict or None
+        For pooling kinds: ``{"source", "kernel", "stride", "padding"}``.
+    ann_node : str or None
+        Name of the ANN graph node whose activation this population approximates.
+    scale : ndarray or None
+        Normalisation factor λ (Eq. 6): the population's rate approximates
+        ``ann_activation / scale``. A 0-d array (layer-wise) or ``(C,)`` (channel-wise).
+    """
+
+    name: str
+    shape: tuple
+    kind: str
+    threshold: float = 1.0
+    burst: int = 1
+    bias: np.ndarray | None = None
+    pool: dict | None = None
+    ann_node: str | None = None
+    scale: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.kind not in POPULATION_KINDS:
+            raise ValueError(
+                f"population {self.name!r}: unknown kind {self.kind!r}; use one of {POPULATION_KINDS}"
+            )
+        if not self.threshold > 0:
+            raise ValueError(f"population {self.name!r}: threshold must be > 0, got {self.threshold}")
+        if int(self.burst) != self.burst or self.burst < 1:
+            raise ValueError(
+                f"population {self.name!r}: burst Γ must be an integer >= 1, got {self.burst}"
+            )
+        self.burst = int(self.burst)
+        if self.bias is not None:
+            self.bias = np.ascontiguousarray(self.bias, dtype=np.float32)
+            if self.bias.shape != self.shape:
+                raise ValueError(
+                    f"population {self.name!r}: bias has shape {self.bias.shape}, "
+                    f"expected the population shape {self.shape}"
+                )
+        if self.kind in ("lipool", "maxgate"):
+            if not self.pool or "source" not in self.pool:
+                raise ValueError(f"pooling population {self.name!r} needs pool={{'source', ...}}")
+            self.pool = {
+                "source": str(self.pool["source"]),
+                "kernel": _ints(self.pool["kernel"], 2, "pool kernel"),
+                "stride": _ints(self.pool["stride"], 2, "pool stride"),
+                "padding": _ints(self.pool["padding"], 4, "pool padding"),
+            }
+        if self.scale is not None:
+            self.scale = np.asarray(self.scale, dtype=np.float32)
+
+    @property
+    def size(self):
+        """Number of neurons per sample."""
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Connection:
+    """Base class of all connections: synapses from population ``src`` to population ``dst``.
+
+    ``src`` may be :data:`INPUT` (the analog input image, direct coding).
+    """
+
+    src: str
+    dst: str
+    src_shape: tuple
+    dst_shape: tuple
+    kind = "base"
+
+    def __post_init__(self):
+        self.src_shape = tuple(int(s) for s in self.src_shape)
+        self.dst_shape = tuple(int(s) for s in self.dst_shape)
+
+    @property
+    def name(self):
+        """``"src->dst"``: the key of this connection in SynOps tables."""
+        return f"{self.src}->{self.dst}"
+
+    @property
+    def n_src(self):
+        return int(np.prod(self.src_shape))
+
+    @property
+    def n_dst(self):
+        return int(np.prod(self.dst_shape))
+
+    def _flat_input(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim >= 1 and x.shape[1:] == self.src_shape:
+            return x.reshape(len(x), -1)
+        if x.ndim == 2 and x.shape[1] == self.n_src:
+            return x
+        raise ValueError(
+            f"connection {self.name}: input of shape {x.shape} does not match "
+            f"(batch, {self.n_src}) or (batch, *{self.src_shape})"
+        )
+
+    def fan_out(self):
+        """Structural fan-out of every pre-synaptic neuron, int64 of length ``n_src``."""
+        return np.diff(self.to_csr().indptr).astype(np.int64)
+
+    def apply(self, x):
+        """The connection as a dense linear map (no bias): ``(B, n_src) -> (B, n_dst)``."""
+        return np.asarray(self.to_csr().T @ self._flat_input(x).T).T.astype(np.float32)
+
+    def arrays(self):
+        """Arrays to store when saving (name -> ndarray)."""
+        return {}
+
+    def attrs(self):
+        """JSON-serialisable attributes to store when saving."""
+        return {"kind": self.kind, "src": self.src, "dst": self.dst,
+                "src_shape": list(self.src_shape), "dst_shape": list(self.dst_shape)}
+
+
+@dataclass
+class ConvConnection(Connection):
+    """Weight-shared 2-D convolution from a ``(I, H, W)`` to an ``(O, Ho, Wo)`` population.
+
+    Never materialised on the fast path: an event at input position ``(i, y, x)`` scatters
+    ``weight[:, i, ky, kx]`` into every output position whose window covers ``(y, x)``.
+    """
+
+    weight: np.ndarray = None
+    stride: list = field(default_factory=lambda: [1, 1])
+    padding: list = field(default_factory=lambda: [0, 0, 0, 0])
+    kind = "conv"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.weight = np.ascontiguousarray(self.weight, dtype=np.float32)
+        self.stride = _ints(self.stride, 2, "conv stride")
+        self.padding = _ints(self.padding, 4, "conv padding")
+        o, i, kh, kw = self.weight.shape
+        c, h, w = self.src_shape
+        ho = (h + self.padding[0] + self.padding[2] - kh) // self.stride[0] + 1
+        wo = (w + self.padding[1] + self.padding[3] - kw) // self.stride[1] + 1
+        if i != c or self.dst_shape != (o, ho, wo):
+            raise ValueError(
+                f"conv connection {self.name}: weight {self.weight.shape} with stride "
+                f"{self.stride} and padding {self.padding} maps {self.src_shape} to {(o, ho, wo)}, "
+                f"not to {self.dst_shape}"
+            )
+
+    def _taps(self):
+        _, _, kh, kw = self.weight.shape
+        _, h, w = self.src_shape
+        _, ho, wo = self.dst_shape
+        return (axis_taps(h, ho, kh, self.stride[0], self.padding[0]),
+                axis_taps(w, wo, kw, self.stride[1], self.padding[1]))
+
+    def fan_out(self):
+        _, _, kh, kw = self.weight.shape
+        c, h, w = self.src_shape
+        o, ho, wo = self.dst_shape
+        fy = axis_fan_out(h, ho, kh, self.stride[0], self.padding[0])
+        fx = axis_fan_out(w, wo, kw, self.stride[1], self.padding[1])
+        per_pos = o * np.outer(fy, fx)
+        return np.broadcast_to(per_pos, (c, h, w)).reshape(-1).astype(np.int64)
+
+    def to_csr(self):
+        o_n, i_n, _, _ = self.weight.shape
+        _, h, w = self.src_shape
+        _, ho, wo = self.dst_shape
+        taps_y, taps_x = self._taps()
+        rows, cols, data = [], [], []
+        oc = np.arange(o_n)[:, None, None, None]
+        ic = np.arange(i_n)[None, :, None, None]
+        for ky, (oy, iy) in enumerate(taps_y):
+            for kx, (ox, ix) in enumerate(taps_x):
+                src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
+                dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
+                shape = (o_n, i_n, len(oy), len(ox))
+                rows.append(np.broadcast_to(src, shape).ravel())
+                cols.append(np.broadcast_to(dst, shape).ravel())
+                data.append(np.broadcast_to(self.weight[:, :, ky, kx][:, :, None, None], shape).ravel())
+        return _structural_csr(np.concatenate(rows), np.concatenate(cols),
+                               np.concatenate(data), (self.n_src, self.n_dst))
+
+    def apply(self, x):
+        from .graph import conv2d
+
+        x = self._flat_input(x).reshape((-1,) + self.src_shape)
+        return conv2d(x, self.weight, None, self.stride, self.padding).reshape(len(x), -1)
+
+    def arrays(self):
+        return {"weight": self.weight}
+
+    def attrs(self):
+        return {**super().attrs(), "stride": self.stride, "padding": self.padding}
+
+
+@dataclass
+class DenseConnection(Connection):
+    """All-to-all connection; ``weight`` has shape ``(n_dst, n_src)`` over C-order flattening."""
+
+    weight: np.ndarray = None
+    kind = "dense"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.weight = np.ascontiguousarray(self.weight, dtype=np.float32)
+        if self.weight.shape != (self.n_dst, self.n_src):
+            raise ValueError(
+                f"dense connection {self.name}: weight shape {self.weight.shape}, expected "
+                f"(n_dst, n_src) = {(self.n_dst, self.n_src)}"
+            )
+
+    def fan_out(self):
+        return np.full(self.n_src, self.n_dst, dtype=np.int64)
+
+    def to_csr(self):
+        n_src, n_dst = self.n_src, self.n_dst
+        return sp.csr_matrix(
+            (np.ascontiguousarray(self.weight.T).ravel(),
+             np.tile(np.arange(n_dst, dtype=np.int64), n_src),
+             np.arange(0, n_src * n_dst + 1, n_dst, dtype=np.int64)),
+            shape=(n_src, n_dst),
+        )
+
+    def apply(self, x):
+        return (self._flat_input(x) @ self.weight.T).astype(np.float32)
+
+    def arrays(self):
+        return {"weight": self.weight}
+
+
+@dataclass
+class SparseConnection(Connection):
+    """Any explicit sparse connectivity (e.g. a strided-slice + channel-pad shortcut).
+
+    ``matrix`` is a ``scipy.sparse.csr_matrix`` of shape ``(n_src, n_dst)``; its stored entries
+    are the synapses (explicit zeros included).
+    """
+
+    matrix: sp.csr_matrix = None
+    kind = "csr"
+
+    def __post_init__(self):
+        super().__post_init__()
+        m = sp.csr_matrix(self.matrix, dtype=np.float32)
+        m.sort_indices()
+        if m.shape != (self.n_src, self.n_dst):
+            raise ValueError(
+                f"sparse connection {self.name}: matrix shape {m.shape}, expected "
+                f"(n_src, n_dst) = {(self.n_src, self.n_dst)}"
+            )
+        self.matrix = m
+
+    def to_csr(self):
+        return self.matrix.copy()
+
+    def arrays(self):
+        m = self.matrix
+        return {"data": m.data, "indices": m.indices.astype(np.int64),
+                "indptr": m.indptr.astype(np.int64)}
+
+
+@dataclass
+class IdentityConnection(Connection):
+    """One-to-one connection with a scale: a scalar (0-d) or one factor per channel ``(C,)``."""
+
+    scale: np.ndarray = None
+    kind = "identity"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.scale = np.asarray(1.0 if self.scale is None else self.scale, dtype=np.float32)
+        if self.src_shape != self.dst_shape:
+            raise ValueError(
+                f"identity connection {self.name}: shapes differ ({self.src_shape} vs {self.dst_shape})"
+            )
+        if self.scale.ndim not in (0, 1) or (
+            self.scale.ndim == 1 and self.scale.shape[0] != self.src_shape[0]
+        ):
+            raise ValueError(
+                f"identity connection {self.name}: scale must be a scalar or have one value per "
+                f"channel ({self.src_shape[0]}), got shape {self.scale.shape}"
+            )
+
+    def per_neuron_scale(self):
+        """The scale of every neuron, shape ``(n_src,)``."""
+        s = self.scale if self.scale.ndim == 0 else self.scale.reshape(
+            (-1,) + (1,) * (len(self.src_shape) - 1))
+        return np.broadcast_to(s, self.src_shape).reshape(-1).astype(np.float32)
+
+    def fan_out(self):
+        return np.ones(self.n_src, dtype=np.int64)
+
+    def to_csr(self):
+        n = self.n_src
+        return sp.csr_matrix(
+            (self.per_neuron_scale(), np.arange(n, dtype=np.int64), np.arange(n + 1, dtype=np.int64)),
+            shape=(n, n),
+        )
+
+    def apply(self, x):
+        return self._flat_input(x) * self.per_neuron_scale()
+
+    def arrays(self):
+        return {"scale": self.scale}
+
+
+@dataclass
+class PoolConnection(Connection):
+    """Feeds a pooling population (LIPool, Eq. 12, or max-gate, Eq. 11) with weight-1 synapses.
+
+    Source neuron ``(c, y, x)`` connects to every window of channel ``c`` that covers it.
+    """
+
+    kernel: list = field(default_factory=lambda: [2, 2])
+    stride: list = field(default_factory=lambda: [2, 2])
+    padding: list = field(default_factory=lambda: [0, 0, 0, 0])
+    kind = "pool"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.kernel = _ints(self.kernel, 2, "pool kernel")
+        self.stride = _ints(self.stride, 2, "pool stride")
+        self.padding = _ints(self.padding, 4, "pool padding")
+        c, h, w = self.src_shape
+        ho = (h + self.padding[0] + self.padding[2] - self.kernel[0]) // self.stride[0] + 1
+        wo = (w + self.padding[1] + self.padding[3] - self.kernel[1]) // self.stride[1] + 1
+        if self.dst_shape != (c, ho, wo):
+            raise ValueError(
+                f"pool connection {self.name}: kernel {self.kernel}, stride {self.stride}, padding "
+                f"{self.padding} map {self.src_shape} to {(c, ho, wo)}, not {self.dst_shape}"
+            )
+
+    def fan_out(self):
+        c, h, w = self.src_shape
+        _, ho, wo = self.dst_shape
+        fy = axis_fan_out(h, ho, self.kernel[0], self.stride[0], self.padding[0])
+        fx = axis_fan_out(w, wo, self.kernel[1], self.stride[1], self.padding[1])
+        return np.broadcast_to(np.outer(fy, fx), (c, h, w)).reshape(-1).astype(np.int64)
+
+    def to_csr(self):
+        c, h, w = self.src_shape
+        _, ho, wo = self.dst_shape
+        taps_y = axis_taps(h, ho, self.kernel[0], self.stride[0], self.padding[0])
+        taps_x = axis_taps(w, wo, self.kernel[1], self.stride[1], self.padding[1])
+        ch = np.arange(c)[:, None, None]
+        rows, cols = [], []
+        for oy, iy in taps_y:
+            for ox, ix in taps_x:
+                shape = (c, len(oy), len(ox))
+                rows.append(np.broadcast_to((ch * h + iy[None, :, None]) * w + ix[None, None, :], shape).ravel())
+                cols.append(np.broadcast_to((ch * ho + oy[None, :, None]) * wo + ox[None, None, :], shape).ravel())
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        return _structural_csr(rows, cols, np.ones(len(rows), np.float32), (self.n_src, self.n_dst))
+
+    def apply(self, x):
+        """Max pooling of non-negative values (padding reads 0): the ANN-equivalent of the pool."""
+        x = self._flat_input(x)
+        m = self.to_csr().tocsc()
+        out = np.zeros((len(x), self.n_dst), dtype=np.float32)
+        for j in range(self.n_dst):
+            rows = m.indices[m.indptr[j]:m.indptr[j + 1]]
+            if len(rows):
+                out[:, j] = np.maximum(x[:, rows].max(axis=1), 0.0)
+        return out
+
+    def attrs(self):
+        return {**super().attrs(), "kernel": self.kernel, "stride": self.stride,
+                "padding": self.padding}
+
+
+CONNECTION_TYPES = {cls.kind: cls for cls in
+                    (ConvConnection, DenseConnection, SparseConnection, IdentityConnection,
+                     PoolConnection)}
+
+
+class SpikingNetwork:
+    """A converted spiking network: populations in topological order plus their connections.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Per-sample shape of the input image.
+    populations : list of Population
+        In topological order; the last one must be the ``"output"`` integrator.
+    connections : list of Connection
+        Each ``dst`` must be a population; each ``src`` a population earlier in the list
+        or :data:`INPUT`. Pooling populations have exactly one incoming :class:`PoolConnection`.
+    meta : dict, optional
+        JSON-serialisable conversion settings (norm, percentile, burst, pooling, ...).
+    """
+
+    def __init__(self, input_shape, populations, connections, meta=None):
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.populations = list(populations)
+        self.connections = list(connections)
+        self.meta = dict(meta or {})
+        self._validate()
+
+    def _validate(self):
+        order = {}
+        for k, p in enumerate(self.populations):
+            if p.name in order or p.name == INPUT:
+                raise ValueError(f"population name {p.name!r} is used twice or reserved")
+            order[p.name] = k
+        if not self.populations or self.populations[-1].kind != "output":
+            raise ValueError("the last population must be the 'output' integrator")
+        if any(p.kind == "output" for p in self.populations[:-1]):
+            raise ValueError("only the last population may be of kind 'output'")
+        shapes = {INPUT: self.input_shape, **{p.name: p.shape for p in self.populations}}
+        names = set()
+        for c in self.connections:
+            if c.dst not in order:
+                raise ValueError(f"connection {c.name}: unknown target population {c.dst!r}")
+            if c.src != INPUT and (c.src not in order or order[c.src] >= order[c.dst]):
+                raise ValueError(
+                    f"connection {c.name}: source must be 'input' or a population listed before "
+                    f"{c.dst!r}"
+                )
+            if c.name in names:
+                raise ValueError(f"connection {c.name} appears twice; merge the two into one")
+            names.add(c.name)
+            if shapes[c.src] != c.src_shape or shapes[c.dst] != c.dst_shape:
+                raise ValueError(
+                    f"connection {c.name}: shapes {c.src_shape}->{c.dst_shape} do not match the "
+                    f"populations {shapes[c.src]}->{shapes[c.dst]}"
+                )
+        for p in self.populations:
+            incoming = self.incoming(p.name)
+            if p.kind in ("lipool", "maxgate"):
+                if (len(incoming) != 1 or not isinstance(incoming[0], PoolConnection)
+                        or incoming[0].src != p.pool["source"]):
+                    raise ValueError(
+                        f"pooling population {p.name!r} needs exactly one PoolConnection from "
+                        f"{p.pool['source']!r}"
+                    )
+                src = self.population(p.pool["source"]) if p.pool["source"] != INPUT else None
+                if src is None or src.kind == "output":
+                    raise ValueError(f"pooling population {p.name!r} must pool a spiking population")
+            elif not incoming:
+                raise ValueError(f"population {p.name!r} has no incoming connection")
+            elif any(isinstance(c, PoolConnection) for c in incoming):
+                raise ValueError(f"population {p.name!r} of kind {p.kind!r} cannot take a pool connection")
+
+    @property
+    def output(self):
+        """The output integrator population."""
+        return self.populations[-1]
+
+    def population(self, name):
+        """The population called ``name``."""
+        for p in self.populations:
+            if p.name == name:
+                return p
+        raise KeyError(f"no population {name!r}; have {[p.name for p in self.populations]}")
+
+    def incoming(self, name):
+        """Connections whose target is population ``name``, in list order."""
+        return [c for c in self.connections if c.dst == name]
+
+    def outgoing(self, name):
+        """Connections whose source is ``name`` (a population or :data:`INPUT`)."""
+        return [c for c in self.connections if c.src == name]
+
+    def summary(self):
+        """A text table of populations and their incoming connections."""
+        lines = [f"SpikingNetwork: input {self.input_shape}, {len(self.populations)} populations, "
+                 f"{len(self.connections)} connections"]
+        for p in self.populations:
+            extra = f"Γ={p.burst}" if p.kind == "if" else ""
+            lines.append(f"  {p.name:<24} {p.kind:<8} {str(p.shape):<16} {extra}")
+            for c in self.incoming(p.name):
+                lines.append(f"      <- {c.src:<20} {c.kind}")
+        return "\n".join(lines)
+
+    def save(self, path):
+        """Write the network to ``path`` (npz, topology as JSON inside, no pickle)."""
+        arrays, pops, conns = {}, [], []
+        for k, p in enumerate(self.populations):
+            pops.append({"name": p.name, "shape": list(p.shape), "kind": p.kind,
+                         "threshold": float(p.threshold), "burst": p.burst, "pool": p.pool,
+                         "ann_node": p.ann_node})
+            if p.bias is not None:
+                arrays[f"pop{k}/bias"] = p.bias
+            if p.scale is not None:
+                arrays[f"pop{k}/scale"] = p.scale
+        for k, c in enumerate(self.connections):
+            conns.append(c.attrs())
+            for name, a in c.arrays().items():
+                arrays[f"conn{k}/{name}"] = a
+        topo = {"format": "eventsnn.SpikingNetwork", "version": 1,
+                "input_shape": list(self.input_shape), "populations": pops,
+                "connections": conns, "meta": self.meta}
+        arrays["__topology__"] = np.frombuffer(json.dumps(topo).encode(), dtype=np.uint8)
+        with open(Path(path), "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_network(path):
+    """Read a :class:`SpikingNetwork` written by :meth:`SpikingNetwork.save`."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable eventsnn network file ({e})") from None
+    if "__topology__" not in arrays:
+        raise ValueError(f"{path}: no topology inside; was it written by SpikingNetwork.save?")
+    topo = json.loads(arrays["__topology__"].tobytes().decode())
+    if topo.get("format") != "eventsnn.SpikingNetwork":
+        raise ValueError(f"{path}: holds {topo.get('format')!r}, not a SpikingNetwork "
+                         "(a Graph file loads with eventsnn.load_graph)")
+    pops = [Population(bias=arrays.get(f"pop{k}/bias"), scale=arrays.get(f"pop{k}/scale"), **p)
+            for k, p in enumerate(topo["populations"])]
+    conns = []
+    for k, attrs in enumerate(topo["connections"]):
+        attrs = dict(attrs)
+        cls = CONNECTION_TYPES[attrs.pop("kind")]
+        extra = {n.split("/", 1)[1]: a for n, a in arrays.items() if n.startswith(f"conn{k}/")}
+        if cls is SparseConnection:
+            n_src, n_dst = int(np.prod(attrs["src_shape"])), int(np.prod(attrs["dst_shape"]))
+            extra = {"matrix": sp.csr_matrix((extra["data"], extra["indices"], extra["indptr"]),
+                                             shape=(n_src, n_dst))}
+        conns.append(cls(**attrs, **extra))
+    return SpikingNetwork(topo["input_shape"], pops, conns, topo["meta"])
