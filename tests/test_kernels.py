@@ -1,0 +1,312 @@
+"""Every numba kernel against a naive numpy twin on random inputs.
+
+Float results are compared for exact equality: weights, biases and potentials are multiples of
+2^-8 of small magnitude, so every partial sum is exactly representable in float32 and the
+order of accumulation does not matter. Integer outputs (events, counts, SynOps) are exact.
+"""
+
+import numpy as np
+import pytest
+
+from eventsnn.engine.numba_engine import internal_order, scatter_table
+from eventsnn.kernels import neurons, pooling, synapses
+from eventsnn.network import ConvConnection, PoolConnection
+
+
+def q8(a):
+    """Round to a multiple of 2^-8 (exact float32 arithmetic in these tests)."""
+    return (np.round(np.asarray(a) * 256) / 256).astype(np.float32)
+
+
+def make_events(counts):
+    """Kernel event lists (idx, cnt, n) of a dense (B, N) int array, ascending neuron order."""
+    B, N = counts.shape
+    idx = np.zeros((B, N), np.int32)
+    cnt = np.zeros((B, N), np.int32)
+    n = np.zeros(B, np.int32)
+    for b in range(B):
+        nz = np.flatnonzero(counts[b])
+        idx[b, :len(nz)] = nz
+        cnt[b, :len(nz)] = counts[b, nz]
+        n[b] = len(nz)
+    return idx, cnt, n
+
+
+def events_to_dense(idx, cnt, n, N):
+    out = np.zeros((len(n), N), np.int64)
+    for b in range(len(n)):
+        np.add.at(out[b], idx[b, :n[b]], cnt[b, :n[b]])
+    return out
+
+
+def random_counts(rng, B, N, p=0.3, high=4, signed=False):
+    c = rng.integers(1, high + 1, size=(B, N)) * (rng.random((B, N)) < p)
+    if signed:
+        c = c * rng.choice([-1, 1], size=(B, N))
+    return c.astype(np.int32)
+
+
+# ---------------------------------------------------------------- neurons
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shared", [True, False])
+def test_if_step(seed, shared):
+    rng = np.random.default_rng(seed)
+    B, N, gamma = 3, 50, int(rng.integers(1, 5))
+    theta = np.float32(rng.choice([0.5, 1.0, 2.0]))
+    V = q8(rng.uniform(-1, 2, (B, N)))
+    I = q8(rng.uniform(-2, 6, (B, N)))
+    const = q8(rng.uniform(-0.5, 1, (1 if shared else B, N)))
+    # twin (Eq. 2-4)
+    v = V + (I + const)
+    s = np.clip(np.floor(v / theta), 0, gamma).astype(np.int64)
+    v_exp = v - s * theta
+    hist_exp = np.stack([np.bincount(s[b], minlength=gamma + 1) for b in range(B)])
+    hist_exp[:, 0] = 0
+    ev = (np.zeros((B, N), np.int32), np.zeros((B, N), np.int32), np.zeros(B, np.int32))
+    sp, evn, hist = np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros((B, gamma + 1), np.int64)
+    neurons.if_step(V, I, const, theta, gamma, *ev, sp, evn, hist)
+    np.testing.assert_array_equal(V, v_exp.astype(np.float32))
+    np.testing.assert_array_equal(I, 0)
+    np.testing.assert_array_equal(events_to_dense(*ev, N), s)
+    idx, cnt, n = ev
+    for b in range(B):  # events in ascending neuron order, all multiplicities in 1..Γ
+        np.testing.assert_array_equal(idx[b, :n[b]], np.flatnonzero(s[b]))
+        assert np.all((cnt[b, :n[b]] >= 1) & (cnt[b, :n[b]] <= gamma))
+    np.testing.assert_array_equal(sp, s.sum(1))
+    np.testing.assert_array_equal(evn, (s > 0).sum(1))
+    np.testing.assert_array_equal(hist, hist_exp)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_output_step(shared):
+    rng = np.random.default_rng(1)
+    U, I = q8(rng.normal(size=(4, 7))), q8(rng.normal(size=(4, 7)))
+    const = q8(rng.normal(size=(1 if shared else 4, 7)))
+    expected = U + (I + const)
+    neurons.output_step(U, I, const)
+    np.testing.assert_array_equal(U, expected)
+    np.testing.assert_array_equal(I, 0)
+
+
+def test_count_events_and_dense_to_events():
+    rng = np.random.default_rng(2)
+    spk = random_counts(rng, 4, 30, signed=True).astype(np.int8)
+    ev = (np.zeros((4, 30), np.int32), np.zeros((4, 30), np.int32), np.zeros(4, np.int32))
+    neurons.dense_to_events(spk, *ev)
+    for a, b in zip(ev, make_events(spk.astype(np.int32))):
+        np.testing.assert_array_equal(a, b)
+    counts = rng.integers(0, 5, (4, 30)).astype(np.int64)
+    expected = counts + spk
+    neurons.count_events(*ev, counts)
+    np.testing.assert_array_equal(counts, expected)
+
+
+# ---------------------------------------------------------------- synapses
+
+def naive_conv_scatter(counts, weight, stride, padding, dst_shape):
+    """Twin: loop over every event and every kernel tap (public (C,H,W) layout)."""
+    B = counts.shape[0]
+    o_n, i_n, kh, kw = weight.shape
+    _, h, w = counts.shape[1:]
+    _, ho, wo = dst_shape
+    out = np.zeros((B,) + tuple(dst_shape), np.float64)
+    for b, ci, y, x in zip(*np.nonzero(counts)):
+        s = counts[b, ci, y, x]
+        for ky in range(kh):
+            for kx in range(kw):
+                ny, nx = y + padding[0] - ky, x + padding[1] - kx
+                if ny % stride[0] or nx % stride[1]:
+                    continue
+                oy, ox = ny // stride[0], nx // stride[1]
+                if 0 <= oy < ho and 0 <= ox < wo:
+                    out[b, :, oy, ox] += s * weight[:, ci, ky, kx]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_conv_scatter(seed):
+    rng = np.random.default_rng(seed)
+    B, ci, co = 2, int(rng.integers(1, 4)), int(rng.integers(1, 6))
+    h, w = int(rng.integers(3, 8)), int(rng.integers(3, 8))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    stride = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+    padding = [int(rng.integers(0, kh)), int(rng.integers(0, kw)),
+               int(rng.integers(0, kh)), int(rng.integers(0, kw))]
+    ho = (h + padding[0] + padding[2] - kh) // stride[0] + 1
+    wo = (w + padding[1] + padding[3] - kw) // stride[1] + 1
+    weight = q8(rng.normal(0, 0.5, (co, ci, kh, kw)))
+    conn = ConvConnection("a", "b", (ci, h, w), (co, ho, wo), weight=weight, stride=stride,
+                          padding=padding)
+    signed = bool(seed % 2)
+    counts_pub = random_counts(rng, B, ci * h * w, signed=signed)
+    # kernel works channel-last
+    src_order, dst_order = internal_order((ci, h, w)), internal_order((co, ho, wo))
+    ev = make_events(np.ascontiguousarray(counts_pub[:, src_order]))
+    (yp, yo, yt), (xp, xo, xt) = (scatter_table(h, ho, kh, stride[0], padding[0]),
+                                  scatter_table(w, wo, kw, stride[1], padding[1]))
+    fan_out = conn.fan_out()[src_order]
+    I = np.zeros((B, co * ho * wo), np.float32)
+    syn = np.zeros(B, np.int64)
+    synapses.conv_scatter(*ev, ci, w, yp, yo, yt, xp, xo, xt, kw, co, wo,
+                          np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).ravel(), fan_out,
+                          I, syn)
+    expected = naive_conv_scatter(counts_pub.reshape(B, ci, h, w), weight, stride, padding,
+                                  (co, ho, wo)).reshape(B, -1)[:, dst_order]
+    np.testing.assert_array_equal(I, expected.astype(np.float32))
+    np.testing.assert_array_equal(syn, np.abs(counts_pub) @ conn.fan_out())
+    # and the structural matrix agrees too
+    np.testing.assert_array_equal(conn.fan_out(), np.diff(conn.to_csr().indptr))
+
+
+def test_dense_scatter():
+    rng = np.random.default_rng(3)
+    wt = q8(rng.normal(0, 0.5, (20, 9)))
+    counts = random_counts(rng, 3, 20, signed=True)
+    I = q8(rng.normal(size=(3, 9)))
+    expected = I + counts @ wt.astype(np.float64)
+    syn = np.ones(3, np.int64)
+    synapses.dense_scatter(*make_events(counts), wt, I, syn)
+    np.testing.assert_array_equal(I, expected.astype(np.float32))
+    np.testing.assert_array_equal(syn, 1 + np.abs(counts).sum(1) * 9)
+
+
+def test_csr_scatter():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    m = sp.random(25, 12, density=0.3, random_state=5, format="csr", dtype=np.float32)
+    m.data = q8(m.data * 4 - 2)
+    m.data[::5] = 0.0  # explicit zeros are synapses too
+    counts = random_counts(rng, 3, 25, signed=True)
+    I = np.zeros((3, 12), np.float32)
+    expected = counts @ m.toarray().astype(np.float64)
+    syn = np.zeros(3, np.int64)
+    synapses.csr_scatter(*make_events(counts), m.indptr.astype(np.int64),
+                         m.indices.astype(np.int64), m.data, I, syn)
+    np.testing.assert_array_equal(I, expected.astype(np.float32))
+    np.testing.assert_array_equal(syn, np.abs(counts) @ np.diff(m.indptr))
+
+
+def test_identity_scatter():
+    rng = np.random.default_rng(5)
+    scale = q8(rng.uniform(0, 2, 15))
+    counts = random_counts(rng, 2, 15)
+    I = np.zeros((2, 15), np.float32)
+    syn = np.zeros(2, np.int64)
+    synapses.identity_scatter(*make_events(counts), scale, I, syn)
+    np.testing.assert_array_equal(I, (counts * scale.astype(np.float64)).astype(np.float32))
+    np.testing.assert_array_equal(syn, counts.sum(1))
+
+
+# ---------------------------------------------------------------- pooling
+
+def pool_geometry(rng):
+    c, h, w = int(rng.integers(1, 4)), int(rng.integers(2, 8)), int(rng.integers(2, 8))
+    kernel = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
+    stride = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
+    padding = [int(rng.integers(0, kernel[0])), int(rng.integers(0, kernel[1])),
+               int(rng.integers(0, kernel[0])), int(rng.integers(0, kernel[1]))]
+    ho = (h + padding[0] + padding[2] - kernel[0]) // stride[0] + 1
+    wo = (w + padding[1] + padding[3] - kernel[1]) // stride[1] + 1
+    return (c, h, w), (c, ho, wo), kernel, stride, padding
+
+
+def window_slots(src_shape, dst_shape, kernel, stride, padding):
+    """(N_windows, kh*kw) public source index per window slot, -1 for padded slots."""
+    c, h, w = src_shape
+    _, ho, wo = dst_shape
+    slots = np.full((c, ho, wo, kernel[0] * kernel[1]), -1, np.int64)
+    for ch in range(c):
+        for oy in range(ho):
+            for ox in range(wo):
+                for ky in range(kernel[0]):
+                    for kx in range(kernel[1]):
+                        y, x = oy * stride[0] - padding[0] + ky, ox * stride[1] - padding[1] + kx
+                        if 0 <= y < h and 0 <= x < w:
+                            slots[ch, oy, ox, ky * kernel[1] + kx] = (ch * h + y) * w + x
+    return slots.reshape(-1, kernel[0] * kernel[1])
+
+
+def gather(counts, slots):
+    """counts (B, N_src) -> (B, N_windows, K), padded slots 0."""
+    padded = np.concatenate([counts, np.zeros((len(counts), 1), counts.dtype)], axis=1)
+    return padded[:, np.where(slots < 0, counts.shape[1], slots)]
+
+
+def pool_setup(seed):
+    rng = np.random.default_rng(seed)
+    src, dst, kernel, stride, padding = pool_geometry(rng)
+    conn = PoolConnection("a", "b", src, dst, kernel=kernel, stride=stride, padding=padding)
+    (yp, yo, yt), (xp, xo, xt) = (scatter_table(src[1], dst[1], kernel[0], stride[0], padding[0]),
+                                  scatter_table(src[2], dst[2], kernel[1], stride[1], padding[1]))
+    return rng, src, dst, kernel, stride, padding, conn, (yp, yo, yt, xp, xo, xt)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lipool_step(seed):
+    rng, src, dst, kernel, stride, padding, conn, tables = pool_setup(seed)
+    yp, yo, yt, xp, xo, xt = tables
+    B, n_src, n_win, K = 3, int(np.prod(src)), int(np.prod(dst)), kernel[0] * kernel[1]
+    so, do = internal_order(src), internal_order(dst)
+    slots = window_slots(src, dst, kernel, stride, padding)
+    h_twin = np.zeros((B, n_win, K), np.int64)  # padded slots included (count 0)
+    h = np.zeros((B, n_win, K), np.int32)
+    stamp, touched = np.full((B, n_win), -1, np.int32), np.zeros((B, n_win), np.int32)
+    out = (np.zeros((B, n_win), np.int32), np.zeros((B, n_win), np.int32), np.zeros(B, np.int32))
+    for t in range(12):
+        counts = random_counts(rng, B, n_src, p=0.4, high=3)
+        # twin (Eq. 12): h += x; o = max(0, max h); h -= o
+        h_twin += gather(counts, slots)
+        o = np.maximum(0, h_twin.max(axis=2))
+        h_twin -= o[:, :, None]
+        syn, sp, evn = np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B, np.int64)
+        pooling.lipool_step(t, *make_events(np.ascontiguousarray(counts[:, so])), src[0], src[2],
+                            yp, yo, yt, xp, xo, xt, kernel[1], dst[2], conn.fan_out()[so],
+                            h, stamp, touched, *out, syn, sp, evn)
+        np.testing.assert_array_equal(events_to_dense(*out, n_win), o[:, do])
+        np.testing.assert_array_equal(sp, o.sum(1))
+        np.testing.assert_array_equal(evn, (o > 0).sum(1))
+        np.testing.assert_array_equal(syn, counts @ conn.fan_out())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_maxgate_step(seed):
+    rng, src, dst, kernel, stride, padding, conn, tables = pool_setup(seed)
+    yp, yo, yt, xp, xo, xt = tables
+    B, n_src, n_win = 3, int(np.prod(src)), int(np.prod(dst))
+    so, do = internal_order(src), internal_order(dst)
+    slots = window_slots(src, dst, kernel, stride, padding)
+    cum_twin = np.zeros((B, n_src), np.int64)
+    cum, cur = np.zeros((B, n_src), np.int32), np.zeros((B, n_src), np.int32)
+    stamp, touched = np.full((B, n_win), -1, np.int32), np.zeros((B, n_win), np.int32)
+    out = (np.zeros((B, n_win), np.int32), np.zeros((B, n_win), np.int32), np.zeros(B, np.int32))
+    for t in range(12):
+        counts = random_counts(rng, B, n_src, p=0.3, high=2)
+        # twin (Eq. 11): gate = first argmax of cumulative counts in row-major window order,
+        # padded slots counting 0; output = that element's count this step
+        cum_twin += counts
+        gate = np.argmax(gather(cum_twin, slots), axis=2)
+        o = np.take_along_axis(gather(counts.astype(np.int64), slots), gate[:, :, None], 2)[:, :, 0]
+        syn, sp, evn = np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B, np.int64)
+        pooling.maxgate_step(t, *make_events(np.ascontiguousarray(counts[:, so])), src[0], src[1],
+                             src[2], kernel[0], kernel[1], stride[0], stride[1], padding[0],
+                             padding[1], yp, yo, xp, xo, dst[2], conn.fan_out()[so], cum, cur,
+                             stamp, touched, *out, syn, sp, evn)
+        np.testing.assert_array_equal(events_to_dense(*out, n_win), o[:, do])
+        np.testing.assert_array_equal(cur, 0)
+        np.testing.assert_array_equal(cum, cum_twin[:, so])
+        np.testing.assert_array_equal(sp, o.sum(1))
+        np.testing.assert_array_equal(syn, counts @ conn.fan_out())
+
+
+def test_scatter_table_matches_axis_taps():
+    from eventsnn.network import axis_fan_out
+
+    for n_in, k, s, p in [(7, 3, 2, 1), (5, 1, 1, 0), (6, 4, 3, 2), (4, 2, 2, 0)]:
+        n_out = (n_in + 2 * p - k) // s + 1
+        ptr, out, tap = scatter_table(n_in, n_out, k, s, p)
+        np.testing.assert_array_equal(np.diff(ptr), axis_fan_out(n_in, n_out, k, s, p))
+        for i in range(n_in):
+            for o, kk in zip(out[ptr[i]:ptr[i + 1]], tap[ptr[i]:ptr[i + 1]]):
+                assert o * s - p + kk == i and 0 <= kk < k and 0 <= o < n_out
