@@ -1,0 +1,201 @@
+"""The numba engine against the pure-Python reference engine, plus independent invariants.
+
+Networks come from :mod:`strategies` (dyadic weights, biases, inputs and thresholds), where
+float arithmetic is exact and order-independent, so the two engines must agree bit for bit
+(DESIGN.md, "Simulation semantics").
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventsnn.engine import simulate
+from eventsnn.engine.encoding import poisson_spikes
+from eventsnn.network import INPUT
+from eventsnn.pooling import lipool, maxgate
+from strategies import MAX_T, dyadic, networks_and_inputs
+
+RECORDS = ("trains", "neuron_counts", "potential")
+
+
+@pytest.fixture
+def one_thread():
+    """Run the numba kernels on one thread: on a loaded machine the parallel kernels' thread
+    hand-off costs milliseconds per call, which dominates these tiny networks (the parallel
+    path, several images on several threads, is covered by the fixed examples)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                     HealthCheck.function_scoped_fixture])
+
+
+def assert_identical(a, b):
+    """Two SimResults are identical: same keys in the same order, same values and dtypes."""
+    assert (a.T, a.n_images, a.input_macs) == (b.T, b.n_images, b.input_macs)
+    assert a.outputs.dtype == b.outputs.dtype == np.float32
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    for field in ("spikes", "events", "synops", "burst_hist"):
+        da, db = getattr(a, field), getattr(b, field)
+        assert list(da) == list(db), field
+        for k in da:
+            assert da[k].dtype == db[k].dtype == np.int64, (field, k)
+            np.testing.assert_array_equal(da[k], db[k], err_msg=f"{field}[{k}]")
+    assert list(a.records) == list(b.records) or set(a.records) == set(b.records)
+    for kind in a.records:
+        assert list(a.records[kind]) == list(b.records[kind]), kind
+        for k in a.records[kind]:
+            ra, rb = a.records[kind][k], b.records[kind][k]
+            assert ra.dtype == rb.dtype and ra.shape == rb.shape, (kind, k)
+            np.testing.assert_array_equal(ra, rb, err_msg=f"records[{kind}][{k}]")
+
+
+def run_both(net, x, T, **kw):
+    ref = simulate(net, x, T, engine="reference", record=RECORDS, **kw)
+    fast = simulate(net, x, T, engine="numba", progress=False, record=RECORDS, **kw)
+    return ref, fast
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(case=networks_and_inputs())
+def test_engines_agree_direct(one_thread, case):
+    net, x, T = case
+    ref, fast = run_both(net, x, T)
+    assert_identical(ref, fast)
+    check_counts(net, x, T, ref)
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(case=networks_and_inputs(), seed=st.integers(0, 2**31))
+def test_engines_agree_poisson(one_thread, case, seed):
+    net, x, T = case
+    ref, fast = run_both(net, x, T, encoding="poisson", seed=seed)
+    assert_identical(ref, fast)
+    check_counts(net, x, T, ref, seed=seed)
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(case=networks_and_inputs(max_batch=4))
+def test_numba_batches_are_independent(one_thread, case):
+    """Splitting the batch (batch_size=1) changes nothing, Poisson streams included."""
+    net, x, T = case
+    for kw in ({}, {"encoding": "poisson", "seed": 7}):
+        whole = simulate(net, x, T, progress=False, record=RECORDS, **kw)
+        split = simulate(net, x, T, progress=False, record=RECORDS, batch_size=1, **kw)
+        assert_identical(whole, split)
+
+
+def check_counts(net, x, T, res, seed=None):
+    """Invariants computed independently of both engines from the per-neuron trains.
+
+    - SynOps per connection and step == Σ multiplicity × fan-out (row lengths of to_csr());
+      direct input costs MACs == B × synapses of the input connections, not SynOps.
+    - spikes / events / burst_hist / neuron_counts are the sums of the trains.
+    - pooling populations' trains == eventsnn.pooling applied to their source's trains.
+    - charge conservation of every IF neuron (Eq. 2-4, soft reset):
+      V(T) + θ · Σ_t s(t) == Σ_t (I(t) + b).
+    """
+    B = len(x)
+    trains = dict(res.records["trains"])
+    if seed is not None:
+        trains[INPUT] = np.abs(poisson_spikes(x, T, seed).reshape(T, B, -1)).astype(np.int64)
+    for c in net.connections:
+        fan = np.diff(c.to_csr().indptr)
+        if c.src == INPUT and seed is None:
+            expect = np.zeros(T, np.int64)
+        else:
+            expect = (trains[c.src] * fan).sum(axis=(1, 2))
+        np.testing.assert_array_equal(res.synops[c.name], expect, err_msg=c.name)
+    macs = sum(c.to_csr().nnz for c in net.connections if c.src == INPUT)
+    assert res.input_macs == (B * macs if seed is None else 0)
+
+    for p in net.populations:
+        if p.kind == "output":
+            continue
+        tr = res.records["trains"][p.name]
+        np.testing.assert_array_equal(res.spikes[p.name], tr.sum(axis=(1, 2)))
+        np.testing.assert_array_equal(res.events[p.name], (tr > 0).sum(axis=(1, 2)))
+        np.testing.assert_array_equal(res.records["neuron_counts"][p.name], tr.sum(axis=0))
+        if p.kind == "if":
+            assert tr.max(initial=0) <= p.burst
+            np.testing.assert_array_equal(
+                res.burst_hist[p.name], np.bincount(tr[tr > 0], minlength=p.burst + 1))
+        else:
+            src = net.population(p.pool["source"])
+            counts = res.records["trains"][src.name].reshape((T * B,) + src.shape)
+            pool = {"lipool": lipool, "maxgate": maxgate}[p.kind]
+            per_image = [pool(counts.reshape((T, B) + src.shape)[:, b], p.pool["kernel"],
+                              p.pool["stride"], p.pool["padding"]) for b in range(B)]
+            np.testing.assert_array_equal(tr, np.stack(per_image, axis=1).reshape(T, B, -1),
+                                          err_msg=p.name)
+
+    direct = seed is None
+    for p in net.populations:
+        if p.kind not in ("if", "output"):
+            continue
+        charge = np.zeros((B, p.size), np.float64)
+        if p.bias is not None:
+            charge += T * p.bias.reshape(-1).astype(np.float64)
+        for c in net.incoming(p.name):
+            if c.src == INPUT and direct:
+                charge += T * c.apply(x).astype(np.float64)
+            else:
+                total = trains[c.src] if c.src != INPUT else poisson_spikes(x, T, seed).reshape(T, B, -1)
+                charge += c.to_csr().T.dot(total.sum(axis=0).astype(np.float64).T).T
+        if p.kind == "if":
+            fired = res.records["neuron_counts"][p.name] * np.float64(p.threshold)
+            np.testing.assert_array_equal(res.records["potential"][p.name] + fired, charge,
+                                          err_msg=p.name)
+        else:
+            np.testing.assert_array_equal(res.outputs[-1], charge, err_msg=p.name)
+
+
+@pytest.mark.parametrize("encoding", ["direct", "poisson"])
+@pytest.mark.parametrize("T", [1, MAX_T])
+def test_engines_agree_on_fixed_example(T, encoding):
+    """A deterministic example with 5 images on the default number of threads (parallel path)."""
+    net = _fixed_net()
+    x = dyadic(np.random.default_rng(3), (5,) + net.input_shape, -256, 256)
+    seed = 11 if encoding == "poisson" else None
+    ref, fast = run_both(net, x, T, encoding=encoding, seed=seed)
+    assert_identical(ref, fast)
+    check_counts(net, x, T, ref, seed=seed)
+    if T == MAX_T:  # the example is meant to exercise every population
+        assert all(ref.spikes[p.name].sum() > 0 for p in net.populations[:-1]), ref.spikes
+    split = simulate(net, x, T, progress=False, record=RECORDS, batch_size=2, encoding=encoding,
+                     seed=seed)
+    assert_identical(fast, split)
+
+
+def _fixed_net():
+    from eventsnn.network import (ConvConnection, DenseConnection, IdentityConnection,
+                                  PoolConnection, Population, SpikingNetwork)
+    rng = np.random.default_rng(0)
+    pops = [
+        Population("c1", (2, 5, 5), "if", burst=3, bias=dyadic(rng, (2, 5, 5), 0, 64)),
+        Population("c2", (2, 5, 5), "if", threshold=0.75, burst=2),
+        Population("c3", (2, 5, 5), "if", burst=5),
+        Population("lp", (2, 2, 2), "lipool", pool={"source": "c3", "kernel": [3, 3],
+                                                   "stride": [2, 2], "padding": [0, 0, 0, 0]}),
+        Population("mg", (2, 3, 3), "maxgate", pool={"source": "c1", "kernel": [2, 2],
+                                                    "stride": [2, 2], "padding": [1, 1, 0, 0]}),
+        Population("out", (3,), "output"),
+    ]
+    conns = [
+        ConvConnection(INPUT, "c1", (1, 5, 5), (2, 5, 5), weight=dyadic(rng, (2, 1, 3, 3), 0, 64),
+                       padding=[1, 1, 1, 1]),
+        ConvConnection("c1", "c2", (2, 5, 5), (2, 5, 5), weight=dyadic(rng, (2, 2, 3, 3), -32, 128),
+                       padding=[1, 1, 1, 1]),
+        ConvConnection("c2", "c3", (2, 5, 5), (2, 5, 5), weight=dyadic(rng, (2, 2, 1, 1), 0, 256)),
+        IdentityConnection("c1", "c3", (2, 5, 5), (2, 5, 5), scale=np.array([0.5, 1.0], np.float32)),
+        PoolConnection("c3", "lp", (2, 5, 5), (2, 2, 2), kernel=[3, 3], stride=[2, 2]),
+        PoolConnection("c1", "mg", (2, 5, 5), (2, 3, 3), kernel=[2, 2], stride=[2, 2],
+                       padding=[1, 1, 0, 0]),
+        DenseConnection("lp", "out", (2, 2, 2), (3,), weight=dyadic(rng, (3, 8), -64, 64)),
+        DenseConnection("mg", "out", (2, 3, 3), (3,), weight=dyadic(rng, (3, 18), -64, 64)),
+    ]
+    return SpikingNetwork((1, 5, 5), pops, conns)
