@@ -109,7 +109,11 @@ def _f(v, digits=4):
 
 
 def _pct(v):
-    return "n/a" if v is None else f"{100 * v:.2f} %"
+    if v is None:
+        return "n/a"
+    if 0 < abs(v) < 1e-4:
+        return f"{100 * v:.2g} %"           # keep tiny shares visible (not 0.00 %)
+    return f"{100 * v:.2f} %"
 
 
 def _table(header, rows):
@@ -269,14 +273,21 @@ def plot_accuracy(rep, path):
             label="SNN")
     if acc["ann"] is not None:
         ax.axhline(100 * acc["ann"], color="k", linestyle="--", label=f"ANN ({100 * acc['ann']:.2f} %)")
-    from matplotlib.ticker import MaxNLocator
+    if rep["T"] < 16:
+        from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time step t (steps)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Accuracy vs time steps ({rep['n_images']:,} images)")
     if rep["T"] >= 16:
+        from matplotlib.ticker import FixedLocator, NullLocator
+
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator([2 ** k for k in range(int(np.log2(rep["T"])) + 1)]
+                                                + ([rep["T"]] if rep["T"] & (rep["T"] - 1) else [])))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     fig.savefig(path)

@@ -353,12 +353,18 @@ def test_validation_messages():
 # --------------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["reference", "numba"])
+def engine(request):
+    """Each engine in turn."""
+    return request.param
+
+
 @pytest.fixture
 def simulate():
-    pytest.importorskip("eventsnn.engine.reference")
     from eventsnn.engine import simulate as sim
 
     return sim
+
 
 
 def _records_equal(a, b):
@@ -367,9 +373,9 @@ def _records_equal(a, b):
             np.testing.assert_array_equal(a.records[kind][pop], b.records[kind][pop])
 
 
-def test_engine_reproduces_hand_sin_result(simulate):
+def test_engine_reproduces_hand_sin_result(simulate, engine):
     g, net = sin_case()
-    res = simulate(net, np.ones((1, 1), np.float32), 4, engine="reference",
+    res = simulate(net, np.ones((1, 1), np.float32), 4, engine=engine,
                    record=("neuron_counts", "potential"))
     hand = sin_result()
     for k in ("spikes", "events", "synops", "burst_hist"):
@@ -383,9 +389,9 @@ def test_engine_reproduces_hand_sin_result(simulate):
 
 
 @pytest.mark.parametrize("gamma", [2, 3])
-def test_engine_reproduces_hand_if_result(simulate, gamma):
+def test_engine_reproduces_hand_if_result(simulate, gamma, engine):
     g, net = if_case(gamma)
-    res = simulate(net, np.array([[2.75]], np.float32), 8, engine="reference",
+    res = simulate(net, np.array([[2.75]], np.float32), 8, engine=engine,
                    record=("neuron_counts", "potential", "trains"))
     hand = if_result(2.75, gamma, 8)
     _records_equal(res, hand)
@@ -395,7 +401,7 @@ def test_engine_reproduces_hand_if_result(simulate, gamma):
     assert rep["errors"][0]["residual_rate"] == (0.75 if gamma == 2 else 0.0)
 
 
-def test_engine_pooling_error_maxgate_vs_lipool(simulate):
+def test_engine_pooling_error_maxgate_vs_lipool(simulate, engine):
     # window 1: b = 0.375 (index 0) and a = 0.5 (index 1) -> the max-gate switches winners
     x = np.zeros((1, 1, 2, 6), np.float32)
     x[0, 0, 0, :2] = [0.375, 0.5]
@@ -404,18 +410,18 @@ def test_engine_pooling_error_maxgate_vs_lipool(simulate):
     T = 16
     reps = {}
     for kind in ("maxgate", "lipool"):
-        res = simulate(pool_case(kind), x, T, engine="reference", record=("neuron_counts",))
+        res = simulate(pool_case(kind), x, T, engine=engine, record=("neuron_counts",))
         (reps[kind],) = analyze(pool_case(kind), res).to_dict()["pooling"]
     assert reps["lipool"]["mae"] == 0.0 and reps["lipool"]["correct_ratio"] == 1.0
     assert reps["maxgate"]["under_share"] == 0.0          # Eq. 11: never below the max
     assert reps["maxgate"]["max_error"] > 0.0
 
 
-def test_analyze_simulation_batches_equal_one_shot(simulate):
+def test_analyze_simulation_batches_equal_one_shot(simulate, engine):
     g, net = if_case(2)
     x = np.array([[2.75], [1.5], [0.25], [3.5], [0.0]], np.float32)
     y = np.zeros(5, np.int64)
-    whole = analyze(net, simulate(net, x, 8, engine="reference",
+    whole = analyze(net, simulate(net, x, 8, engine=engine,
                                   record=("neuron_counts", "potential")), x, y, g)
-    streamed = analyze_simulation(net, x, 8, y, g, batch_size=2, engine="reference")
+    streamed = analyze_simulation(net, x, 8, y, g, batch_size=2, engine=engine)
     _compare(streamed.to_dict(), whole.to_dict())

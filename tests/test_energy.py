@@ -209,10 +209,9 @@ def test_format_energy(pj, text):
 
 
 def test_energy_from_engine_synops():
-    pytest.importorskip("eventsnn.engine.reference")
     from eventsnn.engine import simulate
 
     g, net = chain_case()
-    res = simulate(net, np.ones((2, 1), np.float32), 4, engine="reference")
+    res = simulate(net, np.ones((2, 1), np.float32), 4, progress=False)
     e = estimate_energy(g, net, res)
     assert e["total"]["snn_energy_pJ"] == pytest.approx(9.2 + 2.7 + 1.8)
