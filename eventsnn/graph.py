@@ -132,8 +132,10 @@ def pool_windows(x: np.ndarray, kernel, stride, padding=0, pad_value: float = 0.
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0) -> np.ndarray:
     """2-D cross-correlation (PyTorch/ONNX ``Conv``, dilation 1, groups 1), BLAS-backed.
 
-    Windows are gathered with :func:`numpy.lib.stride_tricks.sliding_window_view` and
-    contracted with the kernel by one :func:`numpy.tensordot` (a single GEMM).
+    Windows are gathered with :func:`numpy.lib.stride_tricks.sliding_window_view` into one
+    im2col matrix ``(C*kh*kw, B*Ho*Wo)`` and contracted with the kernel by a single BLAS
+    GEMM (one large GEMM rather than one per image: many small multi-threaded GEMMs are
+    very slow on a busy machine).
 
     Parameters
     ----------
@@ -154,10 +156,13 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, 
         ``(B, O, Ho, Wo)`` float32, C-contiguous.
     """
     win = pool_windows(x, w.shape[2:], stride, padding, 0.0)  # (B, C, Ho, Wo, kh, kw)
-    out = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # (B, Ho, Wo, O)
+    n, c, ho, wo, kh, kw = win.shape
+    cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * ho * wo)
+    out = w.reshape(w.shape[0], c * kh * kw) @ cols  # (O, B*Ho*Wo)
     if b is not None:
-        out += b
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=np.float32)
+        out += b[:, None]
+    out = out.reshape(w.shape[0], n, ho, wo).transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def maxpool2d(x: np.ndarray, kernel, stride, padding=0) -> np.ndarray:
