@@ -150,8 +150,8 @@ def spiking_networks(draw, max_blocks=3):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     input_shape = (draw(st.integers(1, 2)), draw(st.integers(2, 6)), draw(st.integers(2, 6)))
     b = _Builder(draw, rng, input_shape)
-    first = draw(st.sampled_from(["conv", "conv", "dense", "csr"]))
-    tip = {"conv": b.conv, "dense": b.dense, "csr": b.csr}[first](INPUT)
+    first = draw(st.sampled_from(["conv", "conv", "dense", "csr", "residual"]))
+    tip = getattr(b, first)(INPUT)  # "residual": identity shortcut straight from the input
     spiking = [tip]
     for _ in range(draw(st.integers(0, max_blocks))):
         image = len(b.shapes[tip]) == 3

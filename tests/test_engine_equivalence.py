@@ -156,8 +156,8 @@ def check_counts(net, x, T, res, seed=None):
 
 @pytest.mark.parametrize("encoding", ["direct", "poisson"])
 @pytest.mark.parametrize("T", [1, MAX_T])
-def test_engines_agree_on_fixed_example(T, encoding):
-    """A deterministic example with 5 images on the default number of threads (parallel path)."""
+def test_engines_agree_on_fixed_example(one_thread, T, encoding):
+    """A deterministic example exercising every population kind (failures reproduce trivially)."""
     net = _fixed_net()
     x = dyadic(np.random.default_rng(3), (5,) + net.input_shape, -256, 256)
     seed = 11 if encoding == "poisson" else None
@@ -166,8 +166,16 @@ def test_engines_agree_on_fixed_example(T, encoding):
     check_counts(net, x, T, ref, seed=seed)
     if T == MAX_T:  # the example is meant to exercise every population
         assert all(ref.spikes[p.name].sum() > 0 for p in net.populations[:-1]), ref.spikes
-    split = simulate(net, x, T, progress=False, record=RECORDS, batch_size=2, encoding=encoding,
-                     seed=seed)
+
+
+def test_parallel_batches_agree():
+    """Several images on the default number of threads (prange over images) and split batches."""
+    net = _fixed_net()
+    x = dyadic(np.random.default_rng(4), (5,) + net.input_shape, -256, 256)
+    ref, fast = run_both(net, x, 6, encoding="poisson", seed=5)
+    assert_identical(ref, fast)
+    split = simulate(net, x, 6, progress=False, record=RECORDS, batch_size=2, encoding="poisson",
+                     seed=5)
     assert_identical(fast, split)
 
 
@@ -183,6 +191,9 @@ def _fixed_net():
                                                    "stride": [2, 2], "padding": [0, 0, 0, 0]}),
         Population("mg", (2, 3, 3), "maxgate", pool={"source": "c1", "kernel": [2, 2],
                                                     "stride": [2, 2], "padding": [1, 1, 0, 0]}),
+        # 1x1 "pool" of a pool with padding 1: its border windows lie entirely in the padding
+        Population("lp2", (2, 5, 5), "lipool", pool={"source": "mg", "kernel": [1, 1],
+                                                    "stride": [1, 1], "padding": [1, 1, 1, 1]}),
         Population("out", (3,), "output"),
     ]
     conns = [
@@ -197,5 +208,8 @@ def _fixed_net():
                        padding=[1, 1, 0, 0]),
         DenseConnection("lp", "out", (2, 2, 2), (3,), weight=dyadic(rng, (3, 8), -64, 64)),
         DenseConnection("mg", "out", (2, 3, 3), (3,), weight=dyadic(rng, (3, 18), -64, 64)),
+        PoolConnection("mg", "lp2", (2, 3, 3), (2, 5, 5), kernel=[1, 1], stride=[1, 1],
+                       padding=[1, 1, 1, 1]),
+        DenseConnection("lp2", "out", (2, 5, 5), (3,), weight=dyadic(rng, (3, 50), -64, 64)),
     ]
     return SpikingNetwork((1, 5, 5), pops, conns)

@@ -24,7 +24,8 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from ..network import INPUT, PoolConnection
-from .encoding import direct_currents, direct_macs_per_image, input_connections, poisson_spikes
+from .encoding import (ENCODINGS, direct_currents, direct_macs_per_image, input_connections,
+                       poisson_spikes, resolve_seed)
 from .result import SimResult
 
 SPIKING_KINDS = ("if", "lipool", "maxgate")
@@ -79,7 +80,7 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=()):
     encoding : {"direct", "poisson"}
         Input coding (:mod:`eventsnn.engine.encoding`).
     seed : int or None
-        Seed of Poisson coding.
+        Seed of Poisson coding (None: fresh entropy).
     record : tuple of str
         Per-neuron records, see :data:`eventsnn.engine.result.RECORD_KINDS`.
 
@@ -87,6 +88,8 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=()):
     -------
     SimResult
     """
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     B = len(x)
     pops = net.populations
@@ -107,7 +110,7 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=()):
     potential = {p.name: np.zeros((B, p.size), np.float32) for p in pops if p.kind == "if"}
 
     currents = direct_currents(net, x) if direct else None
-    in_spikes = None if direct else poisson_spikes(x, T, seed).reshape(T, B, -1)
+    in_spikes = None if direct else poisson_spikes(x, T, resolve_seed(seed)).reshape(T, B, -1)
 
     for b in range(B):
         state = {p.name: _State(p, len(pool_in[p.name].indices) if p.name in pool_in else 0)
