@@ -46,6 +46,7 @@ __all__ = [
 _FORMAT = "eventsnn.graph"
 _FORMAT_VERSION = 1
 _TOPOLOGY_KEY = "__graph__"
+_IM2COL_BYTES = 1 << 27  # conv2d processes the batch in chunks whose im2col matrix fits this
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,6 +158,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, 
     """
     win = pool_windows(x, w.shape[2:], stride, padding, 0.0)  # (B, C, Ho, Wo, kh, kw)
     n, c, ho, wo, kh, kw = win.shape
+    chunk = max(1, _IM2COL_BYTES // max(1, c * kh * kw * ho * wo * 4))
+    if n > chunk:  # bound the im2col buffer for large batches
+        return np.concatenate([conv2d(x[i:i + chunk], w, b, stride, padding) for i in range(0, n, chunk)])
     cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * ho * wo)
     out = w.reshape(w.shape[0], c * kh * kw) @ cols  # (O, B*Ho*Wo)
     if b is not None:

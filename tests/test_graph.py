@@ -399,3 +399,12 @@ def test_helpers_match_ops():
     x = randn(2, 3, 7, 7)
     np.testing.assert_array_equal(maxpool2d(x, 3, 2, 1), one("maxpool", (3, 7, 7), {"kernel": 3, "stride": 2, "padding": 1}).forward(x))
     np.testing.assert_array_equal(avgpool2d(x, 2, 1), one("avgpool", (3, 7, 7), {"kernel": 2, "stride": 1}).forward(x))
+
+
+def test_conv2d_batch_chunking_is_exact(monkeypatch):
+    import eventsnn.graph as graph_mod
+
+    x, w, b = randn(11, 4, 9, 8), randn(5, 4, 3, 3), randn(5)
+    full = conv2d(x, w, b, (2, 1), (1, 0, 1, 2))
+    monkeypatch.setattr(graph_mod, "_IM2COL_BYTES", 4 * 9 * 5 * 9 * 4 * 3)  # 3 images per chunk
+    np.testing.assert_array_equal(conv2d(x, w, b, (2, 1), (1, 0, 1, 2)), full)
