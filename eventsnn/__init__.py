@@ -1,3 +1,32 @@
-"""eventsnn: ANN-to-SNN conversion with burst spikes and LIPooling, simulated event by event."""
+"""eventsnn: ANN-to-SNN conversion with burst spikes and LIPooling, simulated event by event.
+
+Pipeline (see README.md)::
+
+    graph = eventsnn.load_onnx("model.onnx")          # or eventsnn.from_torch(module, x)
+    net = eventsnn.convert(graph, calib_x, burst=5, pooling="lipool")
+    result = eventsnn.simulate(net, x, T=64)           # event-driven Numba engine
+    result.accuracy(y)                                 # accuracy at every step t = 1..T
+
+Importing eventsnn imports neither torch nor onnx; the importers load them when called.
+"""
+
+from .convert import analog_forward, convert
+from .engine import SimResult, simulate
+from .fold import fold_batchnorm
+from .graph import Graph, Node, load_graph
+from .io import load_onnx
+from .network import SpikingNetwork, load_network
 
 __version__ = "0.1.0"
+
+__all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "convert", "analog_forward",
+           "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult"]
+
+
+def __getattr__(name):
+    # from_torch needs torch; resolve it only when asked for so `import eventsnn` stays light.
+    if name == "from_torch":
+        from .io.torch import from_torch
+
+        return from_torch
+    raise AttributeError(f"module 'eventsnn' has no attribute {name!r}")
