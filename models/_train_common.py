@@ -222,3 +222,27 @@ def shared_data(*parts):
     """Default data location ``../shared/data/...`` relative to the repository."""
     return str(Path(__file__).resolve().parents[2].joinpath("shared", "data", *parts))
 
+
+
+def run(args, model, pad=2, flip=True, on_graph=None, log=print):
+    """Train (or with ``--convert-only`` reload) ``model``, then export the native Graph.
+
+    ``on_graph(graph, meta, out)`` is called after a successful export (checks, copies).
+    """
+    out = Path(args.out)
+    if args.convert_only:
+        model.load_state_dict(torch.load(out.with_suffix(".pt")))
+        meta = json.loads(out.with_suffix(".json").read_text())
+    else:
+        meta = train(args, model, pad=pad, flip=flip, log=log)
+    graph = export_native(model, out, meta["input_shape"], log=log)
+    if graph is not None:
+        x, y = load_uint8(args.data, "test")
+        from eventsnn.datasets import Normalization
+        xn = Normalization.from_dict(meta["normalization"]).apply(x)
+        meta["graph_test_accuracy"] = graph_accuracy(graph, xn, y)
+        out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        log(f"native graph accuracy on the full test split: {meta['graph_test_accuracy']:.4f}")
+        if on_graph is not None:
+            on_graph(graph, meta, out)
+    return meta

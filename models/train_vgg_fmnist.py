@@ -23,26 +23,18 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch.nn as nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _train_common import base_parser, export_native, graph_accuracy, shared_data, train  # noqa: E402
+from _train_common import base_parser, graph_accuracy, run, shared_data  # noqa: E402
+from architectures import vgg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_model(width=32, hidden=128, n_classes=10, in_ch=1, dropout=0.3):
-    """The VGG-style network as an ``nn.Sequential`` (exports op by op)."""
-    def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU()]
-    w1, w2 = width, 2 * width
-    return nn.Sequential(
-        *block(in_ch, w1), *block(w1, w1), nn.MaxPool2d(2),
-        *block(w1, w2), *block(w2, w2), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(w2 * 7 * 7, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, n_classes),
-    )
+def build_model(width=32, hidden=128, n_classes=10, dropout=0.3):
+    """The shipped VGG-style network (see the module docstring) as an ``nn.Sequential``."""
+    w = width
+    return vgg([w, w, "M", 2 * w, 2 * w, "M"], in_ch=1, in_size=28, hidden=hidden,
+               n_classes=n_classes, dropout=dropout)
 
 
 def check_and_ship(graph, meta, out, log=print):
@@ -70,17 +62,7 @@ def main(argv=None):
                     out_default=str(REPO / "models" / "fmnist_vgg"), lr=0.05)
     p.add_argument("--width", type=int, default=32)
     args = p.parse_args(argv)
-    model = build_model(width=args.width)
-    out = Path(args.out)
-    if args.convert_only:
-        import torch
-        model.load_state_dict(torch.load(out.with_suffix(".pt")))
-        meta = json.loads(out.with_suffix(".json").read_text())
-    else:
-        meta = train(args, model, pad=2, flip=True)
-    graph = export_native(model, out, meta["input_shape"])
-    if graph is not None:
-        check_and_ship(graph, meta, out)
+    run(args, build_model(width=args.width), pad=2, flip=True, on_graph=check_and_ship)
 
 
 if __name__ == "__main__":
