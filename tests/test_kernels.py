@@ -1,5 +1,9 @@
 """Every numba kernel against a naive numpy twin on random inputs.
 
+The per-image kernels (neurons, synapses, pooling) are tested here one by one; the batch
+driver :func:`eventsnn.kernels.simulate.simulate_batch` that strings them together is tested
+against a dense numpy clock-driven twin in ``test_numba_engine.py``.
+
 Float results are compared for exact equality: weights, biases and potentials are multiples of
 2^-8 of small magnitude, so every partial sum is exactly representable in float32 and the
 order of accumulation does not matter. Integer outputs (events, counts, SynOps) are exact.
@@ -48,57 +52,53 @@ def random_counts(rng, B, N, p=0.3, high=4, signed=False):
 
 # ---------------------------------------------------------------- neurons
 
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("shared", [True, False])
-def test_if_step(seed, shared):
+@pytest.mark.parametrize("seed", range(6))
+def test_if_image_and_burst_stats(seed):
     rng = np.random.default_rng(seed)
-    B, N, gamma = 3, 50, int(rng.integers(1, 5))
+    N, gamma = 60, int(rng.integers(1, 5))
     theta = np.float32(rng.choice([0.5, 1.0, 2.0]))
-    V = q8(rng.uniform(-1, 2, (B, N)))
-    I = q8(rng.uniform(-2, 6, (B, N)))
-    const = q8(rng.uniform(-0.5, 1, (1 if shared else B, N)))
+    V = q8(rng.uniform(-1, 2, N))
+    I = q8(rng.uniform(-2, 6, N))
+    const = q8(rng.uniform(-0.5, 1, N))
     # twin (Eq. 2-4)
     v = V + (I + const)
     s = np.clip(np.floor(v / theta), 0, gamma).astype(np.int64)
     v_exp = v - s * theta
-    hist_exp = np.stack([np.bincount(s[b], minlength=gamma + 1) for b in range(B)])
-    hist_exp[:, 0] = 0
-    ev = (np.zeros((B, N), np.int32), np.zeros((B, N), np.int32), np.zeros(B, np.int32))
-    sp, evn, hist = np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros((B, gamma + 1), np.int64)
-    neurons.if_step(V, I, const, theta, gamma, *ev, sp, evn, hist)
+    idx, cnt = np.zeros(N, np.int32), np.zeros(N, np.int32)
+    n = neurons.if_image(V, I, const, theta, gamma, idx, cnt)
     np.testing.assert_array_equal(V, v_exp.astype(np.float32))
     np.testing.assert_array_equal(I, 0)
-    np.testing.assert_array_equal(events_to_dense(*ev, N), s)
-    idx, cnt, n = ev
-    for b in range(B):  # events in ascending neuron order, all multiplicities in 1..Γ
-        np.testing.assert_array_equal(idx[b, :n[b]], np.flatnonzero(s[b]))
-        assert np.all((cnt[b, :n[b]] >= 1) & (cnt[b, :n[b]] <= gamma))
-    np.testing.assert_array_equal(sp, s.sum(1))
-    np.testing.assert_array_equal(evn, (s > 0).sum(1))
-    np.testing.assert_array_equal(hist, hist_exp)
+    assert n == np.count_nonzero(s)
+    np.testing.assert_array_equal(idx[:n], np.flatnonzero(s))  # ascending neuron order
+    np.testing.assert_array_equal(cnt[:n], s[s > 0])  # multiplicities in 1..Γ
+    hist = np.zeros(gamma + 1, np.int64)
+    assert neurons.burst_stats(cnt, n, hist) == s.sum()
+    expected = np.bincount(s, minlength=gamma + 1)
+    expected[0] = 0
+    np.testing.assert_array_equal(hist, expected)
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_output_step(shared):
+def test_output_image():
     rng = np.random.default_rng(1)
-    U, I = q8(rng.normal(size=(4, 7))), q8(rng.normal(size=(4, 7)))
-    const = q8(rng.normal(size=(1 if shared else 4, 7)))
+    U, I, const = (q8(rng.normal(size=7)) for _ in range(3))
     expected = U + (I + const)
-    neurons.output_step(U, I, const)
+    neurons.output_image(U, I, const)
     np.testing.assert_array_equal(U, expected)
     np.testing.assert_array_equal(I, 0)
 
 
-def test_count_events_and_dense_to_events():
+def test_count_events_and_spikes_to_events():
     rng = np.random.default_rng(2)
-    spk = random_counts(rng, 4, 30, signed=True).astype(np.int8)
-    ev = (np.zeros((4, 30), np.int32), np.zeros((4, 30), np.int32), np.zeros(4, np.int32))
-    neurons.dense_to_events(spk, *ev)
-    for a, b in zip(ev, make_events(spk.astype(np.int32))):
-        np.testing.assert_array_equal(a, b)
-    counts = rng.integers(0, 5, (4, 30)).astype(np.int64)
+    spk = random_counts(rng, 1, 30, signed=True)[0].astype(np.int8)
+    idx, cnt = np.zeros(30, np.int32), np.zeros(30, np.int32)
+    n = neurons.spikes_to_events(spk, idx, cnt)
+    nz = np.flatnonzero(spk)
+    assert n == len(nz)
+    np.testing.assert_array_equal(idx[:n], nz)
+    np.testing.assert_array_equal(cnt[:n], spk[nz])
+    counts = rng.integers(0, 5, 30).astype(np.int64)
     expected = counts + spk
-    neurons.count_events(*ev, counts)
+    neurons.count_events(idx, cnt, n, counts)
     np.testing.assert_array_equal(counts, expected)
 
 
@@ -125,9 +125,9 @@ def naive_conv_scatter(counts, weight, stride, padding, dst_shape):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_conv_scatter(seed):
+def test_conv_image(seed):
     rng = np.random.default_rng(seed)
-    B, ci, co = 2, int(rng.integers(1, 4)), int(rng.integers(1, 6))
+    B, ci, co = 2, int(rng.integers(1, 7)), int(rng.integers(1, 6))
     h, w = int(rng.integers(3, 8)), int(rng.integers(3, 8))
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
     stride = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
@@ -148,9 +148,10 @@ def test_conv_scatter(seed):
     fan_out = conn.fan_out()[src_order]
     I = np.zeros((B, co * ho * wo), np.float32)
     syn = np.zeros(B, np.int64)
-    synapses.conv_scatter(*ev, ci, w, yp, yo, yt, xp, xo, xt, kw, co, wo,
-                          np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).ravel(), fan_out,
-                          I, syn)
+    w_hwio = np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).ravel()
+    for b in range(B):  # events at one position are consecutive: exercises the grouped path
+        syn[b] = synapses.conv_image(ev[0][b], ev[1][b], ev[2][b], ci, w, yp, yo, yt, xp, xo, xt,
+                                     kw, co, wo, w_hwio, fan_out, I[b])
     expected = naive_conv_scatter(counts_pub.reshape(B, ci, h, w), weight, stride, padding,
                                   (co, ho, wo)).reshape(B, -1)[:, dst_order]
     np.testing.assert_array_equal(I, expected.astype(np.float32))
@@ -159,19 +160,19 @@ def test_conv_scatter(seed):
     np.testing.assert_array_equal(conn.fan_out(), np.diff(conn.to_csr().indptr))
 
 
-def test_dense_scatter():
+def test_dense_image():
     rng = np.random.default_rng(3)
     wt = q8(rng.normal(0, 0.5, (20, 9)))
     counts = random_counts(rng, 3, 20, signed=True)
     I = q8(rng.normal(size=(3, 9)))
     expected = I + counts @ wt.astype(np.float64)
-    syn = np.ones(3, np.int64)
-    synapses.dense_scatter(*make_events(counts), wt, I, syn)
+    idx, cnt, n = make_events(counts)
+    syn = [synapses.dense_image(idx[b], cnt[b], n[b], wt.ravel(), 9, I[b]) for b in range(3)]
     np.testing.assert_array_equal(I, expected.astype(np.float32))
-    np.testing.assert_array_equal(syn, 1 + np.abs(counts).sum(1) * 9)
+    np.testing.assert_array_equal(syn, np.abs(counts).sum(1) * 9)
 
 
-def test_csr_scatter():
+def test_csr_image():
     import scipy.sparse as sp
 
     rng = np.random.default_rng(4)
@@ -181,20 +182,20 @@ def test_csr_scatter():
     counts = random_counts(rng, 3, 25, signed=True)
     I = np.zeros((3, 12), np.float32)
     expected = counts @ m.toarray().astype(np.float64)
-    syn = np.zeros(3, np.int64)
-    synapses.csr_scatter(*make_events(counts), m.indptr.astype(np.int64),
-                         m.indices.astype(np.int64), m.data, I, syn)
+    idx, cnt, n = make_events(counts)
+    syn = [synapses.csr_image(idx[b], cnt[b], n[b], m.indptr.astype(np.int64),
+                              m.indices.astype(np.int64), m.data, I[b]) for b in range(3)]
     np.testing.assert_array_equal(I, expected.astype(np.float32))
     np.testing.assert_array_equal(syn, np.abs(counts) @ np.diff(m.indptr))
 
 
-def test_identity_scatter():
+def test_identity_image():
     rng = np.random.default_rng(5)
     scale = q8(rng.uniform(0, 2, 15))
     counts = random_counts(rng, 2, 15)
     I = np.zeros((2, 15), np.float32)
-    syn = np.zeros(2, np.int64)
-    synapses.identity_scatter(*make_events(counts), scale, I, syn)
+    idx, cnt, n = make_events(counts)
+    syn = [synapses.identity_image(idx[b], cnt[b], n[b], scale, I[b]) for b in range(2)]
     np.testing.assert_array_equal(I, (counts * scale.astype(np.float64)).astype(np.float32))
     np.testing.assert_array_equal(syn, counts.sum(1))
 
@@ -244,14 +245,14 @@ def pool_setup(seed):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_lipool_step(seed):
+def test_lipool_image(seed):
     rng, src, dst, kernel, stride, padding, conn, tables = pool_setup(seed)
     yp, yo, yt, xp, xo, xt = tables
     B, n_src, n_win, K = 3, int(np.prod(src)), int(np.prod(dst)), kernel[0] * kernel[1]
     so, do = internal_order(src), internal_order(dst)
     slots = window_slots(src, dst, kernel, stride, padding)
     h_twin = np.zeros((B, n_win, K), np.int64)  # padded slots included (count 0)
-    h = np.zeros((B, n_win, K), np.int32)
+    h = np.zeros((B, n_win * K), np.int32)
     stamp, touched = np.full((B, n_win), -1, np.int32), np.zeros((B, n_win), np.int32)
     out = (np.zeros((B, n_win), np.int32), np.zeros((B, n_win), np.int32), np.zeros(B, np.int32))
     for t in range(12):
@@ -260,18 +261,18 @@ def test_lipool_step(seed):
         h_twin += gather(counts, slots)
         o = np.maximum(0, h_twin.max(axis=2))
         h_twin -= o[:, :, None]
-        syn, sp, evn = np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B, np.int64)
-        pooling.lipool_step(t, *make_events(np.ascontiguousarray(counts[:, so])), src[0], src[2],
-                            yp, yo, yt, xp, xo, xt, kernel[1], dst[2], conn.fan_out()[so],
-                            h, stamp, touched, *out, syn, sp, evn)
+        idx, cnt, n = make_events(np.ascontiguousarray(counts[:, so]))
+        syn = np.zeros(B, np.int64)
+        for b in range(B):
+            out[2][b], syn[b] = pooling.lipool_image(
+                t, idx[b], cnt[b], n[b], src[0], src[2], yp, yo, yt, xp, xo, xt, kernel[1],
+                dst[2], conn.fan_out()[so], h[b], stamp[b], touched[b], out[0][b], out[1][b])
         np.testing.assert_array_equal(events_to_dense(*out, n_win), o[:, do])
-        np.testing.assert_array_equal(sp, o.sum(1))
-        np.testing.assert_array_equal(evn, (o > 0).sum(1))
         np.testing.assert_array_equal(syn, counts @ conn.fan_out())
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_maxgate_step(seed):
+def test_maxgate_image(seed):
     rng, src, dst, kernel, stride, padding, conn, tables = pool_setup(seed)
     yp, yo, yt, xp, xo, xt = tables
     B, n_src, n_win = 3, int(np.prod(src)), int(np.prod(dst))
@@ -288,15 +289,16 @@ def test_maxgate_step(seed):
         cum_twin += counts
         gate = np.argmax(gather(cum_twin, slots), axis=2)
         o = np.take_along_axis(gather(counts.astype(np.int64), slots), gate[:, :, None], 2)[:, :, 0]
-        syn, sp, evn = np.zeros(B, np.int64), np.zeros(B, np.int64), np.zeros(B, np.int64)
-        pooling.maxgate_step(t, *make_events(np.ascontiguousarray(counts[:, so])), src[0], src[1],
-                             src[2], kernel[0], kernel[1], stride[0], stride[1], padding[0],
-                             padding[1], yp, yo, xp, xo, dst[2], conn.fan_out()[so], cum, cur,
-                             stamp, touched, *out, syn, sp, evn)
+        idx, cnt, n = make_events(np.ascontiguousarray(counts[:, so]))
+        syn = np.zeros(B, np.int64)
+        for b in range(B):
+            out[2][b], syn[b] = pooling.maxgate_image(
+                t, idx[b], cnt[b], n[b], src[0], src[1], src[2], kernel[0], kernel[1], stride[0],
+                stride[1], padding[0], padding[1], yp, yo, xp, xo, dst[2], conn.fan_out()[so],
+                cum[b], cur[b], stamp[b], touched[b], out[0][b], out[1][b])
         np.testing.assert_array_equal(events_to_dense(*out, n_win), o[:, do])
         np.testing.assert_array_equal(cur, 0)
         np.testing.assert_array_equal(cum, cum_twin[:, so])
-        np.testing.assert_array_equal(sp, o.sum(1))
         np.testing.assert_array_equal(syn, counts @ conn.fan_out())
 
 

@@ -217,6 +217,7 @@ def mixed_net(seed, burst=3):
     ]
     sparse = sp.random(36, 12, density=0.3, random_state=seed, format="csr", dtype=np.float32)
     sparse.data = q8(sparse.data - 0.3)
+    sparse.data[::4] = 0.0  # explicit zeros are synapses: they count SynOps
     conns = [
         ConvConnection("input", "c1", (2, 6, 6), (4, 6, 6), weight=w(4, 2, 3, 3), stride=[1, 1],
                        padding=[1, 1, 1, 1]),

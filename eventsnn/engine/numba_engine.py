@@ -4,10 +4,13 @@ Semantics are those of DESIGN.md ("Simulation semantics"); see :func:`eventsnn.s
 Per step, populations are updated in list order. Before a population is updated, the events
 that each of its sources emitted in the same step (zero synaptic delay) are delivered through
 the incoming connections into its input current; an ``"if"`` population then integrates,
-fires bursts (Eq. 2-4) and writes a compact event list per image; pooling populations turn
-their source's events into window events (Eq. 11, 12). Work per step is proportional to the
-number of events times the fan-out, plus one pass over the neurons of every population that
+fires bursts (Eq. 2-4) and writes a compact event list; pooling populations turn their
+source's events into window events (Eq. 11, 12). Work per step is proportional to the number
+of events times the fan-out, plus one pass over the neurons of every population that
 integrates a current.
+
+:class:`NumbaProgram` flattens the network once into integer/float tables; a batch then runs
+in a single call of :func:`eventsnn.kernels.simulate.simulate_batch`, parallel over images.
 
 Internal layout: populations of shape ``(C, H, W)`` are stored channel-last (``(H, W, C)``)
 so that a conv event scatters a contiguous run of output channels; conv weights are stored
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import neurons, pooling, synapses
+from ..kernels import simulate as K
 from ..network import (INPUT, ConvConnection, DenseConnection, IdentityConnection,
                        PoolConnection, SparseConnection, axis_taps)
 from .encoding import direct_currents, direct_macs_per_image, poisson_spikes
@@ -73,92 +76,133 @@ def scatter_table(n_in, n_out, kernel, stride, pad_begin):
 def _window_tables(src_shape, dst_shape, kernel, stride, padding):
     _, h, w = src_shape
     _, ho, wo = dst_shape
-    ty = scatter_table(h, ho, kernel[0], stride[0], padding[0])
-    tx = scatter_table(w, wo, kernel[1], stride[1], padding[1])
-    return ty, tx
+    return (scatter_table(h, ho, kernel[0], stride[0], padding[0]),
+            scatter_table(w, wo, kernel[1], stride[1], padding[1]))
 
 
-class _Conn:
-    """A connection prepared for the kernels (internal layouts)."""
+class _Buffers:
+    """Growing flat float32 / int64 buffers; ``add`` returns the offset of the added array."""
 
-    def __init__(self, conn):
-        self.name = conn.name
-        self.src = conn.src
-        self.kind = conn.kind
-        self.fan_out = to_internal(conn.fan_out().astype(np.int64), conn.src_shape)
-        if isinstance(conn, ConvConnection):
-            o, i, kh, kw = conn.weight.shape
-            self.weight = np.ascontiguousarray(conn.weight.transpose(2, 3, 1, 0)).ravel()
-            (self.y_ptr, self.y_out, self.y_tap), (self.x_ptr, self.x_out, self.x_tap) = \
-                _window_tables(conn.src_shape, conn.dst_shape, (kh, kw), conn.stride, conn.padding)
-            self.c_in, self.w_in = i, conn.src_shape[2]
-            self.kw, self.c_out, self.w_out = kw, o, conn.dst_shape[2]
-        elif isinstance(conn, DenseConnection):
-            wt = conn.weight.T[internal_order(conn.src_shape)][:, internal_order(conn.dst_shape)]
-            self.wt = np.ascontiguousarray(wt, dtype=np.float32)
-        elif isinstance(conn, SparseConnection):
-            m = conn.matrix[internal_order(conn.src_shape)]
-            inv = np.empty(conn.n_dst, dtype=np.int64)
-            inv[internal_order(conn.dst_shape)] = np.arange(conn.n_dst)
-            self.indptr = m.indptr.astype(np.int64)
-            self.indices = inv[m.indices].astype(np.int64)
-            self.data = np.ascontiguousarray(m.data, dtype=np.float32)
-        elif isinstance(conn, IdentityConnection):
-            self.scale = to_internal(conn.per_neuron_scale(), conn.src_shape).astype(np.float32)
-        elif isinstance(conn, PoolConnection):
-            (self.y_ptr, self.y_out, self.y_tap), (self.x_ptr, self.x_out, self.x_tap) = \
-                _window_tables(conn.src_shape, conn.dst_shape, conn.kernel, conn.stride, conn.padding)
-            c, h, w = conn.src_shape
-            self.c, self.h_in, self.w_in = c, h, w
-            self.kernel, self.stride, self.padding = conn.kernel, conn.stride, conn.padding
-            self.w_out = conn.dst_shape[2]
-        else:  # pragma: no cover - SpikingNetwork only builds the kinds above
-            raise TypeError(f"connection {conn.name}: unsupported kind {conn.kind!r}")
+    def __init__(self):
+        self.floats, self.ints = [], []
+        self.n_floats = self.n_ints = 0
 
-    def scatter(self, ev, I, syn_t):
-        """Deliver the events ``ev = (idx, cnt, n)`` into current ``I``; SynOps into ``syn_t``."""
-        idx, cnt, n = ev
-        if self.kind == "conv":
-            synapses.conv_scatter(idx, cnt, n, self.c_in, self.w_in, self.y_ptr, self.y_out,
-                                  self.y_tap, self.x_ptr, self.x_out, self.x_tap, self.kw,
-                                  self.c_out, self.w_out, self.weight, self.fan_out, I, syn_t)
-        elif self.kind == "dense":
-            synapses.dense_scatter(idx, cnt, n, self.wt, I, syn_t)
-        elif self.kind == "csr":
-            synapses.csr_scatter(idx, cnt, n, self.indptr, self.indices, self.data, I, syn_t)
-        else:
-            synapses.identity_scatter(idx, cnt, n, self.scale, I, syn_t)
+    def add_float(self, a):
+        a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+        self.floats.append(a)
+        self.n_floats += a.size
+        return self.n_floats - a.size
+
+    def add_int(self, a):
+        a = np.ascontiguousarray(a, dtype=np.int64).ravel()
+        self.ints.append(a)
+        self.n_ints += a.size
+        return self.n_ints - a.size
+
+    def arrays(self):
+        f = np.concatenate(self.floats) if self.floats else np.zeros(0, np.float32)
+        i = np.concatenate(self.ints) if self.ints else np.zeros(0, np.int64)
+        return np.concatenate([f, np.zeros(1, np.float32)]), np.concatenate([i, np.zeros(1, np.int64)])
+
+
+def _connection_row(conn, src, dst, buf):
+    """The kernel table row of one connection; its arrays are appended to ``buf``."""
+    row = np.zeros(K.C_NPARAM, dtype=np.int64)
+    row[K.C_SRC], row[K.C_DST], row[K.C_ACTIVE] = src, dst, 1
+    row[K.C_FANOUT] = buf.add_int(to_internal(conn.fan_out().astype(np.int64), conn.src_shape))
+    a = K.C_ARGS
+    if isinstance(conn, ConvConnection):
+        o, i, kh, kw = conn.weight.shape
+        row[K.C_KIND] = K.CONN_CONV
+        row[K.C_FLOAT] = buf.add_float(conn.weight.transpose(2, 3, 1, 0))
+        ty, tx = _window_tables(conn.src_shape, conn.dst_shape, (kh, kw), conn.stride,
+                                conn.padding)
+        row[a:a + 5] = i, conn.src_shape[2], kw, o, conn.dst_shape[2]
+        row[a + 5:a + 11] = [buf.add_int(t) for t in ty + tx]
+    elif isinstance(conn, DenseConnection):
+        row[K.C_KIND] = K.CONN_DENSE
+        wt = conn.weight.T[internal_order(conn.src_shape)][:, internal_order(conn.dst_shape)]
+        row[K.C_FLOAT] = buf.add_float(wt)
+        row[a] = conn.n_dst
+    elif isinstance(conn, SparseConnection):
+        row[K.C_KIND] = K.CONN_CSR
+        m = conn.matrix[internal_order(conn.src_shape)]
+        inv = np.empty(conn.n_dst, dtype=np.int64)
+        inv[internal_order(conn.dst_shape)] = np.arange(conn.n_dst)
+        row[K.C_FLOAT] = buf.add_float(m.data)
+        row[a] = buf.add_int(m.indptr)
+        row[a + 1] = buf.add_int(inv[m.indices])
+    elif isinstance(conn, IdentityConnection):
+        row[K.C_KIND] = K.CONN_IDENTITY
+        row[K.C_FLOAT] = buf.add_float(to_internal(conn.per_neuron_scale(), conn.src_shape))
+    elif isinstance(conn, PoolConnection):
+        row[K.C_KIND] = K.CONN_POOL
+        c, h, w = conn.src_shape
+        ty, tx = _window_tables(conn.src_shape, conn.dst_shape, conn.kernel, conn.stride,
+                                conn.padding)
+        row[a:a + 10] = (c, h, w, *conn.kernel, *conn.stride, conn.padding[0], conn.padding[1],
+                         conn.dst_shape[2])
+        row[a + 10:a + 16] = [buf.add_int(t) for t in ty + tx]
+    else:  # pragma: no cover - SpikingNetwork only builds the kinds above
+        raise TypeError(f"connection {conn.name}: unsupported kind {conn.kind!r}")
+    return row
+
+
+_POP_KINDS = {"if": K.POP_IF, "lipool": K.POP_LIPOOL, "maxgate": K.POP_MAXGATE,
+              "output": K.POP_OUTPUT}
 
 
 class NumbaProgram:
-    """A :class:`~eventsnn.network.SpikingNetwork` compiled into kernel-ready arrays.
+    """A :class:`~eventsnn.network.SpikingNetwork` compiled into flat kernel tables.
 
-    Build once per network, then :meth:`run` batches of images.
+    Build once per network, then :meth:`run` batches of images. All populations are packed
+    one after the other (internal layout) into per-image rows of the state arrays.
     """
 
     def __init__(self, net):
         self.net = net
-        self.pops = list(net.populations)
-        self.conns = {c.name: _Conn(c) for c in net.connections}
-        self.incoming = {p.name: [self.conns[c.name] for c in net.incoming(p.name)]
-                         for p in self.pops}
-        self.input_conns = [self.conns[c.name] for c in net.connections if c.src == INPUT]
+        pops = list(net.populations)
+        index = {p.name: k for k, p in enumerate(pops)}
+        index[INPUT] = len(pops)
+        self.offsets = np.concatenate([[0], np.cumsum([p.size for p in pops])]).astype(np.int64)
+        self.n_tot = int(self.offsets[-1])
+        self.n_in = int(np.prod(net.input_shape))
+        buf = _Buffers()
+        self.conns = np.stack([_connection_row(c, index[c.src], index[c.dst], buf)
+                               for c in net.connections])
+        self.input_rows = [k for k, c in enumerate(net.connections) if c.src == INPUT]
+        table = np.zeros((len(pops), K.P_NPARAM), dtype=np.int64)
+        self.theta = np.array([p.threshold for p in pops], dtype=np.float32)
+        n_hist = n_lip = n_mg = 0
+        inc_ptr, inc_conn = [0], []
+        for k, p in enumerate(pops):
+            table[k, K.P_KIND] = _POP_KINDS[p.kind]
+            table[k, K.P_OFF], table[k, K.P_N], table[k, K.P_GAMMA] = self.offsets[k], p.size, p.burst
+            incoming = [j for j, c in enumerate(net.connections) if c.dst == p.name]
+            inc_conn += incoming
+            inc_ptr.append(len(inc_conn))
+            if p.kind == "if":
+                table[k, K.P_HIST] = n_hist
+                n_hist += p.burst + 1
+            elif p.kind == "lipool":
+                conn = net.connections[incoming[0]]
+                table[k, K.P_CONN], table[k, K.P_STATE] = incoming[0], n_lip
+                n_lip += p.size * conn.kernel[0] * conn.kernel[1]
+            elif p.kind == "maxgate":
+                table[k, K.P_CONN], table[k, K.P_STATE] = incoming[0], n_mg
+                n_mg += net.connections[incoming[0]].n_src
+        self.pops, self.n_hist, self.n_lip, self.n_mg = table, n_hist, n_lip, n_mg
+        self.inc_ptr = np.array(inc_ptr, dtype=np.int64)
+        self.inc_conn = np.array(inc_conn, dtype=np.int64)
+        self.fbuf, self.ibuf = buf.arrays()
+        self.bias = np.zeros((1, self.n_tot), np.float32)
+        for k, p in enumerate(pops):
+            if p.bias is not None:
+                self.bias[0, self.offsets[k]:self.offsets[k + 1]] = to_internal(p.bias.reshape(-1), p.shape)
         self.macs_per_image = direct_macs_per_image(net)
-        self.bias = {p.name: (to_internal(p.bias.reshape(-1), p.shape) if p.bias is not None
-                              else np.zeros(p.size, np.float32))[None, :].astype(np.float32)
-                     for p in self.pops if p.kind in ("if", "output")}
 
-    def _constant_currents(self, x, encoding):
-        """Per population: bias + direct-coded input current, internal layout, (1|B, N)."""
-        const = dict(self.bias)
-        if encoding != "direct":
-            return const
-        currents = direct_currents(self.net, x)
-        for c in self.net.connections:
-            if c.src == INPUT:
-                cur = to_internal(currents[c.name], c.dst_shape)
-                const[c.dst] = np.ascontiguousarray(const[c.dst] + cur, dtype=np.float32)
-        return const
+    def _slice(self, a, k):
+        return a[..., self.offsets[k]:self.offsets[k + 1]]
 
     def run(self, x, T, *, encoding="direct", seed=None, first_index=0, record=()):
         """Simulate images ``x`` (B, *input_shape), float32, already validated.
@@ -168,97 +212,68 @@ class NumbaProgram:
         """
         net = self.net
         B = len(x)
-        const = self._constant_currents(x, encoding)
-        spiking = [p for p in self.pops if p.kind != "output"]
-        state, ev, I = {}, {}, {}
-        spikes = {p.name: np.zeros((T, B), np.int64) for p in spiking}
-        events = {p.name: np.zeros((T, B), np.int64) for p in spiking}
-        synops = {c.name: np.zeros((T, B), np.int64) for c in net.connections}
-        hist = {p.name: np.zeros((B, p.burst + 1), np.int64) for p in spiking if p.kind == "if"}
-        for p in self.pops:
-            n = p.size
-            if p.kind != "output":
-                ev[p.name] = (np.zeros((B, n), np.int32), np.zeros((B, n), np.int32),
-                              np.zeros(B, np.int32))
-            if p.kind in ("if", "output"):
-                I[p.name] = np.zeros((B, n), np.float32)
-                state[p.name] = np.zeros((B, n), np.float32)
-            elif p.kind == "lipool":
-                k = self.incoming[p.name][0].kernel
-                state[p.name] = (np.zeros((B, n, k[0] * k[1]), np.int32),
-                                 np.full((B, n), -1, np.int32), np.zeros((B, n), np.int32))
-            else:  # maxgate
-                n_src = int(np.prod(net.population(p.pool["source"]).shape))
-                state[p.name] = (np.zeros((B, n_src), np.int32), np.zeros((B, n_src), np.int32),
-                                 np.full((B, n), -1, np.int32), np.zeros((B, n), np.int32))
-        counts = ({p.name: np.zeros((B, p.size), np.int64) for p in spiking}
-                  if "neuron_counts" in record else None)
-        trains = ({p.name: np.zeros((T, B, p.size), np.int64) for p in spiking}
-                  if "trains" in record else None)
-        out = self.pops[-1]
-        outputs = np.zeros((T, B, out.size), np.float32)
-
-        if encoding == "poisson" and self.input_conns:
+        pops = net.populations
+        index = {p.name: k for k, p in enumerate(pops)}
+        conns = self.conns.copy()
+        if encoding == "direct":
+            conns[self.input_rows, K.C_ACTIVE] = 0
+            const = np.repeat(self.bias, B, axis=0) if self.input_rows else self.bias
+            for name, cur in direct_currents(net, x).items():
+                dst = net.connections[[c.name for c in net.connections].index(name)]
+                k = index[dst.dst]
+                self._slice(const, k)[:] += to_internal(cur, dst.dst_shape)
+            x_spk = np.zeros((B, 0, 0), np.int8)
+        else:
+            const = self.bias
             spk = poisson_spikes(x, T, seed, first_index).reshape(T, B, -1)
-            spk = to_internal(spk, net.input_shape)
-            n_in = spk.shape[2]
-            ev[INPUT] = (np.zeros((B, n_in), np.int32), np.zeros((B, n_in), np.int32),
-                         np.zeros(B, np.int32))
+            x_spk = np.ascontiguousarray(to_internal(spk, net.input_shape).transpose(1, 0, 2))
+        n_ev = self.n_tot + self.n_in
+        P, C = len(pops), len(net.connections)
+        out = pops[-1]
+        outputs = np.zeros((B, T, out.size), np.float32)
+        spikes = np.zeros((B, T, P), np.int64)
+        events = np.zeros((B, T, P), np.int64)
+        synops = np.zeros((B, T, C), np.int64)
+        hist = np.zeros((B, self.n_hist), np.int64)
+        V = np.zeros((B, self.n_tot), np.float32)
+        counts = (np.zeros((B, self.n_tot), np.int64) if "neuron_counts" in record
+                  else np.zeros((0, 0), np.int64))
+        trains = (np.zeros((B, T, self.n_tot), np.int64) if "trains" in record
+                  else np.zeros((0, 0, 0), np.int64))
+        K.simulate_batch(
+            T, self.pops, self.theta, self.inc_ptr, self.inc_conn, conns, self.fbuf, self.ibuf,
+            np.ascontiguousarray(const, dtype=np.float32), x_spk, V,
+            np.zeros((B, self.n_tot), np.float32), np.zeros((B, n_ev), np.int32),
+            np.zeros((B, n_ev), np.int32), np.zeros((B, self.n_lip), np.int32),
+            np.full((B, self.n_tot), -1, np.int32), np.zeros((B, self.n_tot), np.int32),
+            np.zeros((B, self.n_mg), np.int32), np.zeros((B, self.n_mg), np.int32),
+            outputs, spikes, events, synops, hist, counts, trains)
 
-        for t in range(T):
-            if encoding == "poisson" and self.input_conns:
-                neurons.dense_to_events(spk[t], *ev[INPUT])
-            for p in self.pops:
-                name = p.name
-                if p.kind in ("if", "output"):
-                    for c in self.incoming[name]:
-                        if c.src != INPUT or encoding == "poisson":
-                            c.scatter(ev[c.src], I[name], synops[c.name][t])
-                    if p.kind == "if":
-                        neurons.if_step(state[name], I[name], const[name], np.float32(p.threshold),
-                                        p.burst, *ev[name], spikes[name][t], events[name][t],
-                                        hist[name])
-                    else:
-                        neurons.output_step(state[name], I[name], const[name])
-                        outputs[t] = state[name]
-                elif p.kind == "lipool":
-                    c = self.incoming[name][0]
-                    h, stamp, touched = state[name]
-                    pooling.lipool_step(t, *ev[c.src], c.c, c.w_in, c.y_ptr, c.y_out, c.y_tap,
-                                        c.x_ptr, c.x_out, c.x_tap, c.kernel[1], c.w_out,
-                                        c.fan_out, h, stamp, touched, *ev[name],
-                                        synops[c.name][t], spikes[name][t], events[name][t])
-                else:
-                    c = self.incoming[name][0]
-                    cum, cur, stamp, touched = state[name]
-                    pooling.maxgate_step(t, *ev[c.src], c.c, c.h_in, c.w_in, c.kernel[0],
-                                         c.kernel[1], c.stride[0], c.stride[1], c.padding[0],
-                                         c.padding[1], c.y_ptr, c.y_out, c.x_ptr, c.x_out,
-                                         c.w_out, c.fan_out, cum, cur, stamp, touched,
-                                         *ev[name], synops[c.name][t], spikes[name][t],
-                                         events[name][t])
-                if p.kind != "output":
-                    if counts is not None:
-                        neurons.count_events(*ev[name], counts[name])
-                    if trains is not None:
-                        neurons.count_events(*ev[name], trains[name][t])
-
+        spiking = [(k, p) for k, p in enumerate(pops) if p.kind != "output"]
         records = {}
-        if counts is not None:
-            records["neuron_counts"] = {p.name: to_public(counts[p.name], p.shape) for p in spiking}
+        if "neuron_counts" in record:
+            records["neuron_counts"] = {p.name: to_public(self._slice(counts, k), p.shape)
+                                        for k, p in spiking}
         if "potential" in record:
-            records["potential"] = {p.name: to_public(state[p.name], p.shape)
-                                    for p in spiking if p.kind == "if"}
-        if trains is not None:
-            records["trains"] = {p.name: to_public(trains[p.name], p.shape) for p in spiking}
+            records["potential"] = {p.name: to_public(self._slice(V, k), p.shape)
+                                    for k, p in spiking if p.kind == "if"}
+        if "trains" in record:
+            records["trains"] = {p.name: np.ascontiguousarray(
+                to_public(self._slice(trains, k), p.shape).transpose(1, 0, 2))
+                                 for k, p in spiking}
+        burst_hist = {}
+        for k, p in spiking:
+            if p.kind == "if":
+                h0 = self.pops[k, K.P_HIST]
+                burst_hist[p.name] = hist[:, h0:h0 + p.burst + 1].sum(axis=0)
         return SimResult(
             T=T,
-            outputs=to_public(outputs, out.shape),
-            spikes={k: v.sum(axis=1) for k, v in spikes.items()},
-            events={k: v.sum(axis=1) for k, v in events.items()},
-            synops={k: v.sum(axis=1) for k, v in synops.items()},
+            outputs=to_public(outputs, out.shape).transpose(1, 0, 2).copy(),
+            spikes={p.name: spikes[:, :, k].sum(axis=0) for k, p in spiking},
+            events={p.name: events[:, :, k].sum(axis=0) for k, p in spiking},
+            synops={c.name: synops[:, :, k].sum(axis=0) for k, c in enumerate(net.connections)},
             input_macs=self.macs_per_image * B if encoding == "direct" else 0,
-            burst_hist={k: v.sum(axis=0) for k, v in hist.items()},
+            burst_hist=burst_hist,
             n_images=B,
             records=records,
         )

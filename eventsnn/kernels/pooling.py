@@ -1,4 +1,4 @@
-"""Spiking pooling kernels: Lateral Inhibition Pooling (Eq. 12) and max-gated pooling (Eq. 11).
+"""Per-image spiking pooling kernels: LIPooling (Eq. 12) and max-gated pooling (Eq. 11).
 
 Both read the events of their source population (channel-last ``(H, W, C)``) and emit events
 of the pooled population (channel-last ``(H_out, W_out, C)``, one neuron per window). Windows
@@ -12,14 +12,13 @@ for every ``(oy, ky)`` of ``y_out/y_tap[y_ptr[y]:y_ptr[y+1]]`` and ``(ox, kx)`` 
 Each event costs ``s * fan_out[j]`` SynOps (weight-1 synapses to the windows covering ``j``).
 """
 
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
-def lipool_step(t, ev_idx, ev_cnt, n_ev, c, w_in, y_ptr, y_out, y_tap, x_ptr, x_out, x_tap,
-                kw, w_out, fan_out, h, stamp, touched, out_idx, out_cnt, out_n, syn_t,
-                spikes_t, events_t):
-    """One step of LIPooling (Eq. 12) for a batch.
+@njit(cache=True)
+def lipool_image(t, ev_idx, ev_cnt, n, c, w_in, y_ptr, y_out, y_tap, x_ptr, x_out, x_tap,
+                 kw, w_out, fan_out, h, stamp, touched, out_idx, out_cnt):
+    """One step of LIPooling (Eq. 12) for one image.
 
     Per window: hidden units ``h_i += count_i`` (this step's input spikes); the window emits
     ``o = max(0, max_i h_i)`` spikes and inhibits every hidden unit of the window by ``o``
@@ -30,8 +29,8 @@ def lipool_step(t, ev_idx, ev_cnt, n_ev, c, w_in, y_ptr, y_out, y_tap, x_ptr, x_
     ----------
     t : int
         Step index (marks windows touched this step in ``stamp``).
-    ev_idx, ev_cnt, n_ev : int32
-        Events of the source population.
+    ev_idx, ev_cnt : int32
+        Events of the source population, first ``n`` valid.
     c, w_in : int
         Channels and width of the source.
     y_ptr, y_out, y_tap, x_ptr, x_out, x_tap : int64
@@ -40,66 +39,62 @@ def lipool_step(t, ev_idx, ev_cnt, n_ev, c, w_in, y_ptr, y_out, y_tap, x_ptr, x_
         Kernel width and output width.
     fan_out : int64 (N_src,)
         Number of windows covering each source neuron.
-    h : int32 (B, N_windows, kh * kw)
-        Hidden units, one per (window, slot); updated.
-    stamp : int32 (B, N_windows)
+    h : int32 (N_windows * kh * kw,)
+        Hidden units, window-major; updated.
+    stamp : int32 (N_windows,)
         Last step each window was touched (initialise to -1).
-    touched : int32 (B, N_windows)
+    touched : int32 (N_windows,)
         Scratch list of windows touched this step.
-    out_idx, out_cnt, out_n : int32
-        Output events (window index, spikes) and their number per image.
-    syn_t, spikes_t, events_t : int64 (B,)
-        SynOps of the pool connection (incremented); spikes and events emitted (set).
+    out_idx, out_cnt : int32 (N_windows,)
+        Output events (window, spikes).
+
+    Returns
+    -------
+    (int, int)
+        Number of output events, SynOps of the pool connection.
     """
-    B = h.shape[0]
-    K = h.shape[2]
-    for b in prange(B):
-        nt = 0
-        ops = 0
-        for e in range(n_ev[b]):
-            j = ev_idx[b, e]
-            s = ev_cnt[b, e]
-            ops += s * fan_out[j]
-            ch = j % c
-            pos = j // c
-            y = pos // w_in
-            x = pos - y * w_in
-            for a in range(y_ptr[y], y_ptr[y + 1]):
-                row = y_out[a] * w_out
-                krow = y_tap[a] * kw
-                for a2 in range(x_ptr[x], x_ptr[x + 1]):
-                    win = (row + x_out[a2]) * c + ch
-                    h[b, win, krow + x_tap[a2]] += s
-                    if stamp[b, win] != t:
-                        stamp[b, win] = t
-                        touched[b, nt] = win
-                        nt += 1
-        ne = 0
-        ns = 0
-        for k in range(nt):
-            win = touched[b, k]
-            o = 0
-            for i in range(K):
-                if h[b, win, i] > o:
-                    o = h[b, win, i]
-            if o > 0:
-                for i in range(K):
-                    h[b, win, i] -= o
-                out_idx[b, ne] = win
-                out_cnt[b, ne] = o
-                ne += 1
-                ns += o
-        out_n[b] = ne
-        syn_t[b] += ops
-        spikes_t[b] = ns
-        events_t[b] = ne
+    K = h.shape[0] // stamp.shape[0]
+    nt = 0
+    ops = 0
+    for e in range(n):
+        j = ev_idx[e]
+        s = ev_cnt[e]
+        ops += s * fan_out[j]
+        ch = j % c
+        pos = j // c
+        y = pos // w_in
+        x = pos - y * w_in
+        for a in range(y_ptr[y], y_ptr[y + 1]):
+            row = y_out[a] * w_out
+            krow = y_tap[a] * kw
+            for a2 in range(x_ptr[x], x_ptr[x + 1]):
+                win = (row + x_out[a2]) * c + ch
+                h[win * K + krow + x_tap[a2]] += s
+                if stamp[win] != t:
+                    stamp[win] = t
+                    touched[nt] = win
+                    nt += 1
+    ne = 0
+    for k in range(nt):
+        win = touched[k]
+        o = 0
+        for i in range(win * K, win * K + K):
+            if h[i] > o:
+                o = h[i]
+        if o > 0:
+            for i in range(win * K, win * K + K):
+                h[i] -= o
+            out_idx[ne] = win
+            out_cnt[ne] = o
+            ne += 1
+    return ne, ops
 
 
-@njit(cache=True, parallel=True)
-def maxgate_step(t, ev_idx, ev_cnt, n_ev, c, h_in, w_in, kh, kw, sh, sw, pt, pl,
-                 y_ptr, y_out, x_ptr, x_out, w_out, fan_out, cum, cur, stamp, touched,
-                 out_idx, out_cnt, out_n, syn_t, spikes_t, events_t):
-    """One step of max-gated pooling (Eq. 11) for a batch.
+@njit(cache=True)
+def maxgate_image(t, ev_idx, ev_cnt, n, c, h_in, w_in, kh, kw, sh, sw, pt, pl,
+                  y_ptr, y_out, x_ptr, x_out, w_out, fan_out, cum, cur, stamp, touched,
+                  out_idx, out_cnt):
+    """One step of max-gated pooling (Eq. 11) for one image.
 
     Per window the element with the highest cumulative spike count (this step included;
     ties go to the lowest row-major index in the window) is gated through: the window emits
@@ -109,8 +104,8 @@ def maxgate_step(t, ev_idx, ev_cnt, n_ev, c, h_in, w_in, kh, kw, sh, sw, pt, pl,
     ----------
     t : int
         Step index (for ``stamp``).
-    ev_idx, ev_cnt, n_ev : int32
-        Events of the source population.
+    ev_idx, ev_cnt : int32
+        Events of the source population, first ``n`` valid.
     c, h_in, w_in : int
         Source channels, height, width.
     kh, kw, sh, sw, pt, pl : int
@@ -121,68 +116,64 @@ def maxgate_step(t, ev_idx, ev_cnt, n_ev, c, h_in, w_in, kh, kw, sh, sw, pt, pl,
         Output width.
     fan_out : int64 (N_src,)
         Number of windows covering each source neuron.
-    cum : int32 (B, N_src)
+    cum : int32 (N_src,)
         Cumulative spike count of every source neuron; updated.
-    cur : int32 (B, N_src)
+    cur : int32 (N_src,)
         Scratch, zero on entry and exit: this step's count per source neuron.
-    stamp, touched : int32 (B, N_windows)
-        As in :func:`lipool_step`.
-    out_idx, out_cnt, out_n, syn_t, spikes_t, events_t
-        As in :func:`lipool_step`.
+    stamp, touched, out_idx, out_cnt
+        As in :func:`lipool_image`.
+
+    Returns
+    -------
+    (int, int)
+        Number of output events, SynOps of the pool connection.
     """
-    B = cum.shape[0]
-    for b in prange(B):
-        nt = 0
-        ops = 0
-        for e in range(n_ev[b]):
-            j = ev_idx[b, e]
-            s = ev_cnt[b, e]
-            ops += s * fan_out[j]
-            cum[b, j] += s
-            cur[b, j] += s
-            ch = j % c
-            pos = j // c
-            y = pos // w_in
-            x = pos - y * w_in
-            for a in range(y_ptr[y], y_ptr[y + 1]):
-                row = y_out[a] * w_out
-                for a2 in range(x_ptr[x], x_ptr[x + 1]):
-                    win = (row + x_out[a2]) * c + ch
-                    if stamp[b, win] != t:
-                        stamp[b, win] = t
-                        touched[b, nt] = win
-                        nt += 1
-        ne = 0
-        ns = 0
-        for k in range(nt):
-            win = touched[b, k]
-            pos = win // c
-            ch = win - pos * c
-            oy = pos // w_out
-            ox = pos - oy * w_out
-            best = -1
-            best_count = -1
-            for ky in range(kh):
-                y = oy * sh - pt + ky
-                if y < 0 or y >= h_in:
+    nt = 0
+    ops = 0
+    for e in range(n):
+        j = ev_idx[e]
+        s = ev_cnt[e]
+        ops += s * fan_out[j]
+        cum[j] += s
+        cur[j] += s
+        ch = j % c
+        pos = j // c
+        y = pos // w_in
+        x = pos - y * w_in
+        for a in range(y_ptr[y], y_ptr[y + 1]):
+            row = y_out[a] * w_out
+            for a2 in range(x_ptr[x], x_ptr[x + 1]):
+                win = (row + x_out[a2]) * c + ch
+                if stamp[win] != t:
+                    stamp[win] = t
+                    touched[nt] = win
+                    nt += 1
+    ne = 0
+    for k in range(nt):
+        win = touched[k]
+        pos = win // c
+        ch = win - pos * c
+        oy = pos // w_out
+        ox = pos - oy * w_out
+        best = -1
+        best_count = -1
+        for ky in range(kh):
+            y = oy * sh - pt + ky
+            if y < 0 or y >= h_in:
+                continue
+            for kx in range(kw):
+                x = ox * sw - pl + kx
+                if x < 0 or x >= w_in:
                     continue
-                for kx in range(kw):
-                    x = ox * sw - pl + kx
-                    if x < 0 or x >= w_in:
-                        continue
-                    j = (y * w_in + x) * c + ch
-                    if cum[b, j] > best_count:
-                        best_count = cum[b, j]
-                        best = j
-            o = cur[b, best]
-            if o > 0:
-                out_idx[b, ne] = win
-                out_cnt[b, ne] = o
-                ne += 1
-                ns += o
-        for e in range(n_ev[b]):
-            cur[b, ev_idx[b, e]] = 0
-        out_n[b] = ne
-        syn_t[b] += ops
-        spikes_t[b] = ns
-        events_t[b] = ne
+                j = (y * w_in + x) * c + ch
+                if cum[j] > best_count:
+                    best_count = cum[j]
+                    best = j
+        o = cur[best]
+        if o > 0:
+            out_idx[ne] = win
+            out_cnt[ne] = o
+            ne += 1
+    for e in range(n):
+        cur[ev_idx[e]] = 0
+    return ne, ops

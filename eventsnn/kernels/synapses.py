@@ -1,27 +1,29 @@
-"""Synapse kernels: deliver one step's spike events through a connection (Sec. 3, Eq. 2).
+"""Per-image synapse kernels: deliver one step's spike events through a connection (Eq. 2).
 
 An event ``(j, s)`` adds ``s * w`` to every target of pre-synaptic neuron ``j`` (a burst of
-``s`` spikes is delivered once) and costs ``|s| * fan_out[j]`` synaptic operations, which are
-added to ``syn_t[b]`` (int64, exact).
+``s`` spikes is delivered once) and costs ``|s| * fan_out[j]`` synaptic operations; every
+kernel returns the SynOps of the events it delivered (int, exact).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
-def conv_scatter(ev_idx, ev_cnt, n_ev, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x_out, x_tap,
-                 kw, c_out, w_out, weight, fan_out, I, syn_t):
+@njit(cache=True)
+def conv_image(ev_idx, ev_cnt, n, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x_out, x_tap,
+               kw, c_out, w_out, weight, fan_out, I):
     """Scatter events of a channel-last ``(H, W, C_in)`` population through a convolution.
 
     The weight-shared kernel is never materialised as a matrix: an event at ``(y, x, ci)``
     adds ``s * weight[ky, kx, ci, :]`` to output position ``(oy, ox, :)`` for every pair of
-    taps covering it, with the inner loop over output channels contiguous.
+    taps covering it, the inner loop over output channels contiguous. Consecutive events at
+    the same position (channel-last event lists are position-major) are first combined per
+    tap in a small buffer, so each output position is read and written once per tap.
 
     Parameters
     ----------
-    ev_idx, ev_cnt, n_ev : int32
-        Events of the source population (channel-last indices).
+    ev_idx, ev_cnt : int32
+        Events of the source population (channel-last indices), first ``n`` valid.
     c_in, w_in : int
         Source channels and width.
     y_ptr, y_out, y_tap : int64
@@ -33,86 +35,101 @@ def conv_scatter(ev_idx, ev_cnt, n_ev, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x
         Kernel in ``(kh, kw, C_in, C_out)`` order, flattened.
     fan_out : int64 (N_src,)
         Structural fan-out of every source neuron (channel-last).
-    I : float32 (B, H_out * W_out * C_out)
+    I : float32 (H_out * W_out * C_out,)
         Input current of the target population (channel-last), incremented.
-    syn_t : int64 (B,)
-        SynOps per image, incremented.
+
+    Returns
+    -------
+    int
+        SynOps.
     """
-    B = I.shape[0]
-    for b in prange(B):
-        ops = 0
-        for e in range(n_ev[b]):
-            j = ev_idx[b, e]
-            s = ev_cnt[b, e]
-            ops += abs(s) * fan_out[j]
-            sf = np.float32(s)
-            ci = j % c_in
-            pos = j // c_in
-            y = pos // w_in
-            x = pos - y * w_in
-            for a in range(y_ptr[y], y_ptr[y + 1]):
-                row = y_out[a] * w_out
-                krow = y_tap[a] * kw
-                for a2 in range(x_ptr[x], x_ptr[x + 1]):
-                    ob = (row + x_out[a2]) * c_out
-                    wb = ((krow + x_tap[a2]) * c_in + ci) * c_out
+    acc = np.empty(c_out, dtype=np.float32)
+    ops = 0
+    e = 0
+    while e < n:
+        pos = ev_idx[e] // c_in
+        g = e + 1
+        while g < n and ev_idx[g] // c_in == pos:
+            g += 1
+        for k in range(e, g):
+            ops += abs(ev_cnt[k]) * fan_out[ev_idx[k]]
+        y = pos // w_in
+        x = pos - y * w_in
+        for a in range(y_ptr[y], y_ptr[y + 1]):
+            row = y_out[a] * w_out
+            krow = y_tap[a] * kw
+            for a2 in range(x_ptr[x], x_ptr[x + 1]):
+                ob = (row + x_out[a2]) * c_out
+                tap = (krow + x_tap[a2]) * c_in - pos * c_in
+                # slices indexed by a range variable: no negative-index wraparound inside the
+                # loops, so LLVM vectorises them
+                dst = I[ob:ob + c_out]
+                if g == e + 1:
+                    sf = np.float32(ev_cnt[e])
+                    wb = (tap + ev_idx[e]) * c_out
+                    src = weight[wb:wb + c_out]
                     for co in range(c_out):
-                        I[b, ob + co] += sf * weight[wb + co]
-        syn_t[b] += ops
+                        dst[co] += sf * src[co]
+                else:
+                    acc[:] = 0.0
+                    for k in range(e, g):
+                        sf = np.float32(ev_cnt[k])
+                        wb = (tap + ev_idx[k]) * c_out
+                        src = weight[wb:wb + c_out]
+                        for co in range(c_out):
+                            acc[co] += sf * src[co]
+                    for co in range(c_out):
+                        dst[co] += acc[co]
+        e = g
+    return ops
 
 
-@njit(cache=True, parallel=True)
-def dense_scatter(ev_idx, ev_cnt, n_ev, wt, I, syn_t):
-    """Scatter events through an all-to-all connection: ``I[b] += s * wt[j]``.
+@njit(cache=True)
+def dense_image(ev_idx, ev_cnt, n, wt, n_dst, I):
+    """Scatter events through an all-to-all connection: ``I += s * wt[j]``.
 
-    ``wt`` is float32 ``(N_src, N_dst)`` (the transposed weight, rows contiguous); the fan-out
-    of every source neuron is ``N_dst``.
+    ``wt`` is float32 ``(N_src * n_dst,)``, the transposed weight ``(N_src, N_dst)`` flattened
+    (rows contiguous); the fan-out of every source neuron is ``n_dst``. Returns SynOps.
     """
-    B = I.shape[0]
-    n_dst = wt.shape[1]
-    for b in prange(B):
-        ops = 0
-        for e in range(n_ev[b]):
-            j = ev_idx[b, e]
-            s = ev_cnt[b, e]
-            ops += abs(s) * n_dst
-            sf = np.float32(s)
-            for k in range(n_dst):
-                I[b, k] += sf * wt[j, k]
-        syn_t[b] += ops
+    ops = 0
+    for e in range(n):
+        j = ev_idx[e]
+        s = ev_cnt[e]
+        ops += abs(s) * n_dst
+        sf = np.float32(s)
+        row = wt[j * n_dst:(j + 1) * n_dst]
+        for k in range(n_dst):
+            I[k] += sf * row[k]
+    return ops
 
 
-@njit(cache=True, parallel=True)
-def csr_scatter(ev_idx, ev_cnt, n_ev, indptr, indices, data, I, syn_t):
+@njit(cache=True)
+def csr_image(ev_idx, ev_cnt, n, indptr, indices, data, I):
     """Scatter events through an explicit sparse matrix (CSR, one row per source neuron).
 
     Every stored entry is a synapse (explicit zeros included), so the fan-out of ``j`` is
-    ``indptr[j+1] - indptr[j]``.
+    ``indptr[j+1] - indptr[j]``. Returns SynOps.
     """
-    B = I.shape[0]
-    for b in prange(B):
-        ops = 0
-        for e in range(n_ev[b]):
-            j = ev_idx[b, e]
-            s = ev_cnt[b, e]
-            lo = indptr[j]
-            hi = indptr[j + 1]
-            ops += abs(s) * (hi - lo)
-            sf = np.float32(s)
-            for k in range(lo, hi):
-                I[b, indices[k]] += sf * data[k]
-        syn_t[b] += ops
+    ops = 0
+    for e in range(n):
+        j = ev_idx[e]
+        s = ev_cnt[e]
+        lo = indptr[j]
+        hi = indptr[j + 1]
+        ops += abs(s) * (hi - lo)
+        sf = np.float32(s)
+        for k in range(lo, hi):
+            I[indices[k]] += sf * data[k]
+    return ops
 
 
-@njit(cache=True, parallel=True)
-def identity_scatter(ev_idx, ev_cnt, n_ev, scale, I, syn_t):
-    """Scatter events one-to-one with a per-neuron scale: ``I[b, j] += s * scale[j]``."""
-    B = I.shape[0]
-    for b in prange(B):
-        ops = 0
-        for e in range(n_ev[b]):
-            j = ev_idx[b, e]
-            s = ev_cnt[b, e]
-            ops += abs(s)
-            I[b, j] += np.float32(s) * scale[j]
-        syn_t[b] += ops
+@njit(cache=True)
+def identity_image(ev_idx, ev_cnt, n, scale, I):
+    """Scatter events one-to-one with a per-neuron scale: ``I[j] += s * scale[j]``. Returns SynOps."""
+    ops = 0
+    for e in range(n):
+        j = ev_idx[e]
+        s = ev_cnt[e]
+        ops += abs(s)
+        I[j] += np.float32(s) * scale[j]
+    return ops
