@@ -10,17 +10,21 @@ Pipeline (see README.md)::
 Importing eventsnn imports neither torch nor onnx; the importers load them when called.
 """
 
+from .analysis import Analysis, analyze, analyze_simulation
 from .convert import analog_forward, convert
 from .engine import SimResult, simulate
 from .fold import fold_batchnorm
 from .graph import Graph, Node, load_graph
 from .io import load_onnx
+from .energy import EnergyModel, estimate_energy
 from .network import SpikingNetwork, load_network
+from .report import write_report
 
 __version__ = "0.1.0"
 
 __all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "convert", "analog_forward",
-           "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult"]
+           "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult", "Analysis",
+           "analyze", "analyze_simulation", "EnergyModel", "estimate_energy", "write_report"]
 
 
 def __getattr__(name):
