@@ -44,7 +44,7 @@ import numpy as np
 from .calibrate import NORMS, collect_scales
 from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
-from .graph import OPS, Graph
+from .graph import OPS, Graph, maxpool2d
 from .network import INPUT, PoolConnection, Population, SpikingNetwork
 
 __all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
@@ -361,8 +361,9 @@ def analog_forward(net, x):
 
     Each ``"if"`` population computes ``relu(Σ_in W·a_src + b)`` (no clipping at Γ —
     rates above the burst limit are kept), pooling populations the max of their window
-    (:meth:`PoolConnection.apply`: LIPool recovers exactly this max, Eq. 12; for max-gate
-    it is the ideal value), and the output population ``Σ_in W·a_src + b``. With the
+    (as :meth:`PoolConnection.apply`, computed with :func:`eventsnn.graph.maxpool2d`: LIPool
+    recovers exactly this max, Eq. 12; for max-gate it is the ideal value), and the output
+    population ``Σ_in W·a_src + b``. With the
     normalisation of Eq. 6, ``analog_forward(net, x)[pop] * pop.scale`` equals the ANN
     activation the population approximates (:func:`ann_activations`).
 
@@ -384,7 +385,9 @@ def analog_forward(net, x):
     for p in net.populations:
         incoming = net.incoming(p.name)
         if p.kind in ("lipool", "maxgate"):
-            a = incoming[0].apply(vals[incoming[0].src])
+            c = incoming[0]  # max of non-negative rates with zero padding = PoolConnection.apply
+            src = vals[c.src].reshape((len(x),) + c.src_shape)
+            a = np.maximum(maxpool2d(src, c.kernel, c.stride, c.padding), 0).reshape(len(x), -1)
         else:
             a = np.zeros((len(x), p.size), dtype=np.float64)
             for c in incoming:

@@ -21,7 +21,9 @@ Before matching, a zero Pad (spatial axes only) followed by a Conv is folded int
 padding, and an AvgPool followed by a Conv is composed into one strided conv when that is
 exact (see :func:`_compose_avgpool_conv`), so such chains stay weight-shared.
 Several chains from the same source into the same target are merged into one connection
-(a network has at most one connection per (src, dst) pair).
+(a network has at most one connection per (src, dst) pair): convs with one stride and
+identities become one conv when their kernels nest (:func:`_merge_convs`), otherwise the
+CSR matrices are summed.
 """
 
 from __future__ import annotations
@@ -335,18 +337,50 @@ def compile_chain(src, dst, chain, src_shape, dst_shape):
     return _from_matrix(src, dst, m, src_shape, dst_shape)
 
 
+def _as_conv(c):
+    """``(weight float64, stride, padding)`` of a conv or an image identity, else None."""
+    if isinstance(c, ConvConnection):
+        return c.weight.astype(np.float64), c.stride, c.padding
+    if isinstance(c, IdentityConnection) and len(c.src_shape) == 3:
+        n = c.src_shape[0]
+        w = np.zeros((n, n, 1, 1))
+        w[np.arange(n), np.arange(n), 0, 0] = np.broadcast_to(c.scale.astype(np.float64), (n,))
+        return w, [1, 1], [0, 0, 0, 0]
+    return None
+
+
+def _merge_convs(conns):
+    """Sum convs / identities of one (src, dst) as one conv, or None if they do not align.
+
+    Output ``o`` of a conv reads input ``o*s - p_begin + k`` through tap ``k``, so a kernel
+    of a conv with the same stride sits inside the largest kernel at offset
+    ``p_begin(largest) - p_begin(small)`` when that fits (e.g. 3x3 + 1x1 + identity, as
+    in RepVGG blocks); taps outside the input read zero padding in both forms.
+    """
+    forms = [_as_conv(c) for c in conns]
+    if any(f is None for f in forms) or not any(isinstance(c, ConvConnection) for c in conns):
+        return None
+    base = max(forms, key=lambda f: f[0].shape[2] * f[0].shape[3])
+    w_out = np.zeros_like(base[0])
+    for w, stride, pad in forms:
+        dy, dx = base[2][0] - pad[0], base[2][1] - pad[1]
+        if (stride != base[1] or dy < 0 or dx < 0 or dy + w.shape[2] > w_out.shape[2]
+                or dx + w.shape[3] > w_out.shape[3]):
+            return None
+        w_out[:, :, dy:dy + w.shape[2], dx:dx + w.shape[3]] += w
+    c = conns[0]
+    return ConvConnection(c.src, c.dst, c.src_shape, c.dst_shape, weight=w_out.astype(np.float32),
+                          stride=base[1], padding=base[2])
+
+
 def _merge(conns):
     """One connection equal to the sum of several with the same (src, dst)."""
     first = conns[0]
     if len(conns) == 1:
         return first
-    if all(isinstance(c, ConvConnection) for c in conns) and all(
-            c.weight.shape == first.weight.shape and c.stride == first.stride
-            and c.padding == first.padding for c in conns):
-        w = np.sum([c.weight.astype(np.float64) for c in conns], axis=0)
-        return ConvConnection(first.src, first.dst, first.src_shape, first.dst_shape,
-                              weight=w.astype(np.float32), stride=first.stride,
-                              padding=first.padding)
+    conv = _merge_convs(conns)
+    if conv is not None:
+        return conv
     if all(isinstance(c, IdentityConnection) for c in conns):
         shape = first.src_shape[:1] if any(c.scale.ndim for c in conns) else ()
         s = np.sum([np.broadcast_to(c.scale.astype(np.float64), shape) for c in conns], axis=0)

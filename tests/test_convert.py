@@ -338,12 +338,41 @@ def test_fused_chain_structure():
     assert kinds["maxpool1->relu5"] == "conv"               # pad folded into conv padding
     assert kinds["relu5->relu8"] == "conv"                  # avgpool 2/2 composed into the conv
     assert kinds["relu8->relu11"] == "dense"                # overlapping avgpool: probed, >50% full
-    assert kinds["relu11->relu15"] == "csr"                 # conv + identity + 1x1 conv merged
+    assert kinds["relu11->relu15"] == "conv"                # conv + identity + 1x1 conv merged
     assert kinds["relu15->relu17"] == "csr"                 # ReLU of a flattened population
     pad_conv = next(c for c in net.connections if c.name == "maxpool1->relu5")
     assert pad_conv.padding == [1, 2, 1, 0]                 # pads [c,h,w begin, c,h,w end]
     composed = next(c for c in net.connections if c.name == "relu5->relu8")
     assert composed.weight.shape[2:] == (6, 6) and composed.stride == [2, 2]
+
+
+def test_same_source_terms_merge_into_one_connection():
+    b = Builder((3, 6, 6), 7)
+    x = b.relu(b.conv("input", 4))
+    nest = b.add(b.conv(x, 4), x, b.bn(b.conv(x, 4, k=1, p=0)), x)        # RepVGG-like: nests
+    y = b.relu(nest)
+    shifted = b.conv(y, 4, p=[2, 0, 0, 2])                               # same output size,
+    z = b.relu(b.add(b.conv(y, 4), shifted))                            # kernels do not nest
+    b.linear(b.flatten(z), 3)
+    g = b.graph()
+    net = convert(g, calib(g), channelwise=True)
+    merged = net.incoming(net.populations[1].name)
+    assert len(merged) == 1 and isinstance(merged[0], ConvConnection)
+    assert merged[0].weight.shape == (4, 4, 3, 3)
+    other = net.incoming(net.populations[2].name)
+    assert len(other) == 1 and isinstance(other[0], SparseConnection)
+    assert_matches_ann(net, g, calib(g, 4, seed=5))
+
+
+def test_analog_pooling_equals_pool_connection_apply():
+    g = vgg()
+    net = convert(g, calib(g))
+    x = calib(g, 3, seed=8)
+    a = analog_forward(net, x)
+    for p in net.populations:
+        if p.kind == "lipool":
+            (c,) = net.incoming(p.name)
+            np.testing.assert_array_equal(a[p.name].reshape(3, -1), c.apply(a[c.src]))
 
 
 def test_bn_after_relu_bias_is_per_neuron_and_exact_at_borders():
