@@ -60,7 +60,7 @@ def run_both(net, x, T, **kw):
     return ref, fast
 
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(case=networks_and_inputs())
 def test_engines_agree_direct(one_thread, case):
     net, x, T = case
@@ -69,7 +69,7 @@ def test_engines_agree_direct(one_thread, case):
     check_counts(net, x, T, ref)
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=100, **SETTINGS)
 @given(case=networks_and_inputs(), seed=st.integers(0, 2**31))
 def test_engines_agree_poisson(one_thread, case, seed):
     net, x, T = case
@@ -78,7 +78,7 @@ def test_engines_agree_poisson(one_thread, case, seed):
     check_counts(net, x, T, ref, seed=seed)
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=50, **SETTINGS)
 @given(case=networks_and_inputs(max_batch=4))
 def test_numba_batches_are_independent(one_thread, case):
     """Splitting the batch (batch_size=1) changes nothing, Poisson streams included."""
