@@ -10,8 +10,8 @@ def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
 
     ``V += I + const``; ``s = clip(floor(V / theta), 0, gamma)``; ``V -= s * theta``
     (Eq. 2-4, soft reset; ``gamma`` = Γ, 1 for the plain IF neuron). ``I`` (synaptic current
-    of this step) is cleared for the next step. Branch-free: every neuron writes an event slot,
-    the slot is kept only when ``s > 0``.
+    of this step) is cleared for the next step. Two passes: a vectorised update that writes
+    every neuron's count, then a branch-free compaction into the event list.
 
     Parameters
     ----------
@@ -32,15 +32,20 @@ def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
     """
     g = np.float32(gamma)
     zero = np.float32(0.0)
-    ne = 0
+    # pass 1 (vectorised): integrate, fire, soft reset; spike counts into ev_cnt (dense)
     for n in range(V.shape[0]):
         v = V[n] + (I[n] + const[n])
         I[n] = zero
         s = min(max(np.floor(v / theta), zero), g)
         V[n] = v - s * theta
+        ev_cnt[n] = np.int32(s)
+    # pass 2 (branch-free compaction, in place: slot ne <= n is written after n is read)
+    ne = 0
+    for n in range(V.shape[0]):
+        c = ev_cnt[n]
         ev_idx[ne] = n
-        ev_cnt[ne] = np.int32(s)
-        ne += s > zero
+        ev_cnt[ne] = c
+        ne += c > 0
     return ne
 
 
