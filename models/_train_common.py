@@ -129,7 +129,8 @@ def train(args, model, pad=2, flip=True, log=print):
         opt, lambda s: (s + 1) / warm if s < warm
         else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
 
-    start_epoch, elapsed, history = 0, 0.0, []
+    command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    start_epoch, elapsed, history, commands = 0, 0.0, [], []
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -137,8 +138,10 @@ def train(args, model, pad=2, flip=True, log=print):
         sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, elapsed, history = ck["epoch"], ck["elapsed"], ck["history"]
+        commands = ck.get("commands", [f"(earlier run, epochs 1..{start_epoch})"])
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
 
+    commands = commands + [f"{command}  # epochs {start_epoch + 1}..{args.epochs}"]
     xtr_t = torch.from_numpy(xtr)
     ytr_t = torch.from_numpy(ytr)
     for epoch in range(start_epoch, args.epochs):
@@ -167,7 +170,8 @@ def train(args, model, pad=2, flip=True, log=print):
             f"test {acc:.4f} ({time.time() - t0:.0f} s, total {elapsed:.0f} s)")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch + 1, "elapsed": elapsed, "history": history},
+                    "epoch": epoch + 1, "elapsed": elapsed, "history": history,
+                    "commands": commands},
                    ckpt_path)
 
     acc = evaluate(model, xte, yte, mean, std)
@@ -176,7 +180,8 @@ def train(args, model, pad=2, flip=True, log=print):
         "test_accuracy": acc,
         "n_test": int(len(yte)),
         "data": str(args.data),
-        "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "command": command,
+        "commands": commands,
         "epochs": args.epochs,
         "train_time_s": round(elapsed, 1),
         "threads": args.threads,

@@ -263,15 +263,17 @@ def test_shipped_sample():
     assert ds.y.dtype == np.int64
     assert np.bincount(ds.y, minlength=10).tolist() == [100] * 10
     assert ds.classes == D.FASHION_MNIST_CLASSES
-    assert ds.name == "fashion-mnist-sample"
+    assert ds.name == "fashion-mnist-sample:test"
     assert len(ds.mean) == 1 and 0.2 < ds.mean[0] < 0.4 and 0.3 < ds.std[0] < 0.4
     with np.load(D.SHIPPED_SAMPLE) as z:
-        raw, index = z["x"], z["index"]
+        raw, index, index_train = z["x_test"], z["index_test"], z["index_train"]
     assert raw.dtype == np.uint8 and len(np.unique(index)) == 1000
     assert not np.array_equal(np.sort(index), np.arange(1000))
-    np.testing.assert_allclose(ds.x, ds.normalization.apply(raw), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="test images only"):
-        D.load_dataset("fashion-mnist-sample", split="train")
+    np.testing.assert_array_equal(ds.x, ds.normalization.apply(raw))
+    train = D.load_shipped("train")  # calibration images, disjoint from the test set
+    assert train.x.shape == (500, 1, 28, 28) and train.normalization == ds.normalization
+    assert np.bincount(train.y, minlength=10).tolist() == [50] * 10
+    assert len(np.unique(index_train)) == 500
 
 
 def test_default_model_normalization_matches_sample():
@@ -291,9 +293,15 @@ def test_real_fashion_mnist_and_shipped_provenance(shared_dir):
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
     assert np.bincount(y).tolist() == [1000] * 10
     with np.load(D.SHIPPED_SAMPLE) as z:  # the shipped sample is what the script says
-        np.testing.assert_array_equal(z["x"], x[z["index"]])
-        np.testing.assert_array_equal(z["y"], y[z["index"]])
-        np.testing.assert_array_equal(z["index"], D.subset_indices(y, 1000, seed=0))
+        np.testing.assert_array_equal(z["x_test"], x[z["index_test"]])
+        np.testing.assert_array_equal(z["y_test"], y[z["index_test"]])
+        np.testing.assert_array_equal(z["index_test"], D.subset_indices(y, 1000, seed=0))
+        xt, yt = D.read_mnist_folder(folder, "train")
+        np.testing.assert_array_equal(z["x_train"], xt[z["index_train"]])
+        np.testing.assert_array_equal(z["y_train"], yt[z["index_train"]])
+        norm = D.Normalization(z["mean"], z["std"])
+    # the stored normalisation is Normalization.fit of the whole training split
+    assert norm == D.Normalization.fit(xt)
 
 
 def test_real_mnist(shared_dir):
