@@ -19,7 +19,8 @@ The statistics are streamed over batches: for the percentile only the ``k`` larg
 for low p, the ``k`` smallest) values of each layer/channel are kept, ``k = N - index``
 (about ``N (1 - p/100)``), so calibrating ResNet-56 on 1000 images needs a few MB.
 A λ that comes out as 0 (a layer whose percentile lies in its zeros) falls back to the
-layer's (channel's) maximum, and to 1 when that is 0 too (all-zero layer); both warn.
+layer's (channel's) maximum, and to 1 when that is 0 too (all-zero layer); one warning per
+call lists the layers concerned.
 """
 
 from __future__ import annotations
@@ -104,30 +105,32 @@ class ScaleAccumulator:
             return self.max.astype(np.float64)
         return (self.buf.min(axis=1) if self.top else self.buf.max(axis=1)).astype(np.float64)
 
-    def result(self, name="layer", stacklevel=2):
-        """λ: a 0-d array (layer-wise) or ``(C,)`` (channel-wise), all > 0.
+    def result(self):
+        """``(λ, n_to_max, n_dead)``: λ is 0-d (layer-wise) or ``(C,)`` (channel-wise), all > 0.
 
-        A λ <= 0 falls back to the row's maximum, or to 1 when the row is all zero
-        (each with a :class:`UserWarning` naming ``name``).
+        A λ <= 0 falls back to the row's maximum (counted in ``n_to_max``), or to 1 when
+        the row is all zero (counted in ``n_dead``).
         """
         lam = self.raw()
         bad = lam <= 0
-        if bad.any():
-            use_max = bad & (self.max > 0)
-            dead = bad & ~(self.max > 0)
-            lam = np.where(use_max, self.max, lam)
-            lam = np.where(dead, 1.0, lam)
+        to_max = bad & (self.max > 0)
+        dead = bad & ~(self.max > 0)
+        lam = np.where(dead, 1.0, np.where(to_max, self.max, lam))
+        return (lam if self.channelwise else np.asarray(lam[0])), int(to_max.sum()), int(dead.sum())
 
-            def what(mask):
-                return f"{int(mask.sum())} channel(s) of " if self.channelwise else ""
-            if use_max.any():
-                warnings.warn(f"{what(use_max)}{name!r}: the {self.p}th percentile of the activations is 0; "
-                              "using the maximum as λ instead", UserWarning, stacklevel=stacklevel + 1)
-            if dead.any():
-                warnings.warn(f"{what(dead)}{name!r}: all calibration activations are 0 (dead layer or "
-                              "unrepresentative calibration data); using λ = 1", UserWarning,
-                              stacklevel=stacklevel + 1)
-        return lam if self.channelwise else np.asarray(lam[0])
+
+def _warn_fallbacks(found, channelwise, stacklevel):
+    """One warning for all layers whose λ fell back (``found``: name -> (n_to_max, n_dead))."""
+    unit = "channel(s)" if channelwise else "layer(s)"
+    for k, what in ((0, "percentile is 0, used the maximum as λ"),
+                    (1, "all calibration activations are 0 (dead, or unrepresentative calibration "
+                        "data), used λ = 1")):
+        hits = {n: c[k] for n, c in found.items() if c[k]}
+        if hits:
+            names = ", ".join(f"{n!r} ({c})" if channelwise else repr(n) for n, c in list(hits.items())[:5])
+            more = f" and {len(hits) - 5} more layers" if len(hits) > 5 else ""
+            warnings.warn(f"{sum(hits.values())} {unit}: {what}: {names}{more}", UserWarning,
+                          stacklevel=stacklevel + 1)
 
 
 def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, channelwise=False,
@@ -151,7 +154,9 @@ def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, ch
     acts = np.asarray(acts, dtype=np.float32)
     acc = ScaleAccumulator(acts.shape[1:], len(acts), norm, percentile, burst, channelwise)
     acc.update(acts)
-    return acc.result(name, stacklevel=3)
+    lam, to_max, dead = acc.result()
+    _warn_fallbacks({name: (to_max, dead)}, channelwise, stacklevel=2)
+    return lam
 
 
 def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batch_size):
@@ -202,4 +207,9 @@ def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batc
             for inp in node.inputs:
                 if last_use.get(inp) == i:
                     acts.pop(inp, None)
-    return {t: acc.result(refs[t][0], stacklevel=4) for t, acc in accs.items()}
+    out, found = {}, {}
+    for t, acc in accs.items():
+        out[t], to_max, dead = acc.result()
+        found[refs[t][0]] = (to_max, dead)
+    _warn_fallbacks(found, channelwise, stacklevel=3)
+    return out

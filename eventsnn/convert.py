@@ -44,7 +44,7 @@ import numpy as np
 from .calibrate import NORMS, collect_scales
 from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
-from .graph import OPS, Graph, maxpool2d
+from .graph import OPS, Graph, bn_scale_shift, maxpool2d
 from .network import INPUT, PoolConnection, Population, SpikingNetwork
 
 __all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
@@ -168,7 +168,15 @@ class _Walker:
         else:
             lin = Structural(node, in_shape)
         e = self._expr(src)
-        bias = OPS[node.op].forward(node, [e.bias[None]])[0]
+        if np.any(e.bias):
+            bias = OPS[node.op].forward(node, [e.bias[None]])[0]
+        else:  # the op's response to a zero input: its own bias, broadcast (zero padding reads 0)
+            bias = np.zeros(node.shape, dtype=np.float32)
+            if node.op in ("conv", "linear") and node.params.get("bias") is not None:
+                bias += node.params["bias"].reshape((-1,) + (1,) * (len(node.shape) - 1))
+            elif node.op == "batchnorm":
+                bias += bn_scale_shift(node.params, node.attrs["eps"])[1].reshape(
+                    (-1,) + (1,) * (len(node.shape) - 1))
         return ("expr", _Expr([(s, chain + (lin,)) for s, chain in e.terms],
                               np.ascontiguousarray(bias, dtype=np.float32)))
 

@@ -263,7 +263,7 @@ def test_fold_batchnorm_rejects_non_graph():
 
 
 @pytest.mark.filterwarnings("ignore:.*calibration activations are 0")
-@pytest.mark.filterwarnings("ignore:.*using the maximum")
+@pytest.mark.filterwarnings("ignore:.*used the maximum")
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("channelwise", [False, True])
 @pytest.mark.parametrize("norm", NORMS)
@@ -469,7 +469,7 @@ def test_scale_zero_fallbacks_warn():
         assert activation_scale(np.zeros((3, 4)), "max") == 1.0
     sparse = np.zeros((100, 10), np.float32)
     sparse[0, 0] = 3.0
-    with pytest.warns(UserWarning, match="maximum"):
+    with pytest.warns(UserWarning, match="used the maximum"):
         assert activation_scale(sparse, "percentile", 99.0) == 3.0
 
 
