@@ -16,6 +16,7 @@ an event of multiplicity ``s`` from neuron ``j`` costs ``s * fan_out[j]`` synapt
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,7 +128,7 @@ class Population:
             )
         if not self.threshold > 0:
             raise ValueError(f"population {self.name!r}: threshold must be > 0, got {self.threshold}")
-        if int(self.burst) != self.burst or self.burst < 1:
+        if not isinstance(self.burst, numbers.Integral) or self.burst < 1:
             raise ValueError(
                 f"population {self.name!r}: burst Γ must be an integer >= 1, got {self.burst}"
             )
@@ -140,6 +141,8 @@ class Population:
                     f"expected the population shape {self.shape}"
                 )
         if self.kind in ("lipool", "maxgate"):
+            if self.bias is not None:
+                raise ValueError(f"pooling population {self.name!r} cannot have a bias; pass bias=None")
             if not self.pool or "source" not in self.pool:
                 raise ValueError(f"pooling population {self.name!r} needs pool={{'source', ...}}")
             self.pool = {
@@ -173,6 +176,13 @@ class Connection:
     def __post_init__(self):
         self.src_shape = tuple(int(s) for s in self.src_shape)
         self.dst_shape = tuple(int(s) for s in self.dst_shape)
+
+    def _require_images(self):
+        if len(self.src_shape) != 3 or len(self.dst_shape) != 3:
+            raise ValueError(
+                f"{self.kind} connection {self.name}: needs (C, H, W) shapes on both sides, got "
+                f"{self.src_shape} -> {self.dst_shape}"
+            )
 
     @property
     def name(self):
@@ -234,6 +244,10 @@ class ConvConnection(Connection):
         self.weight = np.ascontiguousarray(self.weight, dtype=np.float32)
         self.stride = _ints(self.stride, 2, "conv stride")
         self.padding = _ints(self.padding, 4, "conv padding")
+        self._require_images()
+        if self.weight.ndim != 4:
+            raise ValueError(f"conv connection {self.name}: weight must be (O, I, kh, kw), got "
+                             f"shape {self.weight.shape}")
         o, i, kh, kw = self.weight.shape
         c, h, w = self.src_shape
         ho = (h + self.padding[0] + self.padding[2] - kh) // self.stride[0] + 1
@@ -341,8 +355,8 @@ class SparseConnection(Connection):
 
     def __post_init__(self):
         super().__post_init__()
-        m = sp.csr_matrix(self.matrix, dtype=np.float32)
-        m.sort_indices()
+        m = sp.csr_matrix(self.matrix, dtype=np.float32, copy=True)
+        m.sum_duplicates()  # one synapse per (pre, post) pair; explicit zeros stay synapses
         if m.shape != (self.n_src, self.n_dst):
             raise ValueError(
                 f"sparse connection {self.name}: matrix shape {m.shape}, expected "
@@ -421,6 +435,7 @@ class PoolConnection(Connection):
         self.kernel = _ints(self.kernel, 2, "pool kernel")
         self.stride = _ints(self.stride, 2, "pool stride")
         self.padding = _ints(self.padding, 4, "pool padding")
+        self._require_images()
         c, h, w = self.src_shape
         ho = (h + self.padding[0] + self.padding[2] - self.kernel[0]) // self.stride[0] + 1
         wo = (w + self.padding[1] + self.padding[3] - self.kernel[1]) // self.stride[1] + 1
@@ -533,6 +548,15 @@ class SpikingNetwork:
                         f"pooling population {p.name!r} needs exactly one PoolConnection from "
                         f"{p.pool['source']!r}"
                     )
+                conn = incoming[0]
+                if [conn.kernel, conn.stride, conn.padding] != [
+                        p.pool["kernel"], p.pool["stride"], p.pool["padding"]]:
+                    raise ValueError(
+                        f"pooling population {p.name!r} says kernel/stride/padding "
+                        f"{p.pool['kernel']}/{p.pool['stride']}/{p.pool['padding']} but its "
+                        f"PoolConnection has {conn.kernel}/{conn.stride}/{conn.padding}; make "
+                        "them equal"
+                    )
                 src = self.population(p.pool["source"]) if p.pool["source"] != INPUT else None
                 if src is None or src.kind == "output":
                     raise ValueError(f"pooling population {p.name!r} must pool a spiking population")
@@ -613,7 +637,11 @@ def load_network(path):
     conns = []
     for k, attrs in enumerate(topo["connections"]):
         attrs = dict(attrs)
-        cls = CONNECTION_TYPES[attrs.pop("kind")]
+        kind = attrs.pop("kind")
+        if kind not in CONNECTION_TYPES:
+            raise ValueError(f"{path}: unknown connection kind {kind!r}; this eventsnn knows "
+                             f"{sorted(CONNECTION_TYPES)} (is the file from a newer version?)")
+        cls = CONNECTION_TYPES[kind]
         extra = {n.split("/", 1)[1]: a for n, a in arrays.items() if n.startswith(f"conn{k}/")}
         if cls is SparseConnection:
             n_src, n_dst = int(np.prod(attrs["src_shape"])), int(np.prod(attrs["dst_shape"]))

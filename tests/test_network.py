@@ -325,3 +325,32 @@ def test_network_validation():
         SpikingNetwork((2, 4, 4), [Population("p", (2, 2, 2), "lipool", pool={
             "source": INPUT, "kernel": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0]}), out],
             [PoolConnection(INPUT, "p", (2, 4, 4), (2, 2, 2)), dense])
+
+
+def test_pool_geometry_must_match_its_connection():
+    src = Population("a", (1, 4, 4), "if", bias=np.zeros((1, 4, 4)))
+    pool = Population("p", (1, 2, 2), "lipool",
+                      pool={"source": "a", "kernel": [3, 3], "stride": [1, 1], "padding": [0] * 4})
+    out = Population("out", (2,), "output", bias=np.zeros(2))
+    conns = [IdentityConnection("input", "a", (1, 4, 4), (1, 4, 4)),
+             PoolConnection("a", "p", (1, 4, 4), (1, 2, 2), kernel=[2, 2], stride=[2, 2]),
+             DenseConnection("p", "out", (1, 2, 2), (2,), weight=np.ones((2, 4)))]
+    with pytest.raises(ValueError, match="PoolConnection has"):
+        SpikingNetwork((1, 4, 4), [src, pool, out], conns)
+
+
+def test_sparse_connection_copies_and_merges_duplicates():
+    raw = sp.csr_matrix((np.array([0.5, 0.25], np.float32), np.array([1, 1]),
+                         np.array([0, 2, 2])), shape=(2, 2))
+    c = SparseConnection("a", "b", (2,), (2,), matrix=raw)
+    assert c.fan_out().tolist() == [1, 0]          # one synapse of weight 0.75, not two
+    assert c.to_csr().toarray()[0, 1] == 0.75
+    assert raw.nnz == 2                             # the caller's matrix is untouched
+
+
+def test_pooling_population_rejects_bias_and_bad_burst():
+    with pytest.raises(ValueError, match="cannot have a bias"):
+        Population("p", (1, 2, 2), "lipool", bias=np.zeros((1, 2, 2)),
+                   pool={"source": "a", "kernel": [2, 2], "stride": [2, 2], "padding": [0] * 4})
+    with pytest.raises(ValueError, match="burst"):
+        Population("a", (2,), "if", burst=None)
