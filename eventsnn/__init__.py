@@ -11,7 +11,7 @@ Importing eventsnn imports neither torch nor onnx; the importers load them when 
 """
 
 from .analysis import Analysis, analyze, analyze_simulation
-from .convert import analog_forward, convert
+from .convert import analog_forward, ann_activations, convert
 from .engine import SimResult, simulate
 from .fold import fold_batchnorm
 from .graph import Graph, Node, load_graph
@@ -22,7 +22,7 @@ from .report import write_report
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "convert", "analog_forward",
+__all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "convert", "analog_forward", "ann_activations",
            "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult", "Analysis",
            "analyze", "analyze_simulation", "EnergyModel", "estimate_energy", "write_report"]
 
