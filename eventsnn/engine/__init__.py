@@ -18,11 +18,6 @@ ENGINES = ("numba", "reference")
 
 __all__ = ["simulate", "SimResult", "concatenate", "ENGINES", "ENCODINGS", "RECORD_KINDS"]
 
-# Memory the numba engine's per-batch state may use when batch_size is not given.
-_BATCH_BYTES = 256 * 2**20
-_MAX_AUTO_BATCH = 512
-
-
 def _check_T(T):
     if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral):
         raise TypeError(f"T (number of time steps) must be an integer, got {T!r}")
@@ -71,21 +66,6 @@ def _check_record(record):
     return tuple(dict.fromkeys(record))
 
 
-def default_batch_size(net, T, record=()):
-    """A batch size whose engine state fits in about 256 MiB (at most 512 images).
-
-    Per image the engine keeps a few numbers per neuron (potential, input current, event
-    list, spike count), the constant input currents and the outputs ``(T, n_out)``;
-    ``record=("trains",)`` adds ``T`` integers per spiking neuron.
-    """
-    neurons = sum(p.size for p in net.populations)
-    inputs = sum(c.n_dst for c in net.connections if c.src == "input") + int(np.prod(net.input_shape))
-    per_image = 32 * neurons + 4 * inputs + 4 * T * net.output.size
-    if "trains" in record:
-        per_image += 8 * T * neurons
-    return int(max(1, min(_MAX_AUTO_BATCH, _BATCH_BYTES // max(per_image, 1))))
-
-
 def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encoding="direct",
              seed=None, record=()):
     """Simulate a spiking network on a batch of images for ``T`` time steps.
@@ -108,7 +88,8 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
         oracle (small networks only); it receives all images at once (``batch_size`` and
         ``progress`` do not apply).
     batch_size : int, optional
-        Images simulated together (numba engine); default from :func:`default_batch_size`.
+        Images simulated together (numba engine); by default as many as fit in about
+        256 MiB of engine state (at most 512), see ``NumbaProgram.default_batch_size``.
         Results do not depend on it.
     progress : bool
         Show a tqdm progress bar over batches (when there is more than one).
@@ -151,7 +132,7 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
 
     program = NumbaProgram(net)
     if batch_size is None:
-        batch_size = default_batch_size(net, T, record)
+        batch_size = program.default_batch_size(T, record, encoding)
     starts = range(0, len(x), batch_size)
     if progress and len(starts) > 1:
         from tqdm.auto import tqdm

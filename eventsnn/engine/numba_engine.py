@@ -195,11 +195,37 @@ class NumbaProgram:
         self.inc_ptr = np.array(inc_ptr, dtype=np.int64)
         self.inc_conn = np.array(inc_conn, dtype=np.int64)
         self.fbuf, self.ibuf = buf.arrays()
-        self.bias = np.zeros((1, self.n_tot), np.float32)
+        self.bias = np.zeros(self.n_tot, np.float32)
         for k, p in enumerate(pops):
             if p.bias is not None:
-                self.bias[0, self.offsets[k]:self.offsets[k + 1]] = to_internal(p.bias.reshape(-1), p.shape)
+                self.bias[self.offsets[k]:self.offsets[k + 1]] = to_internal(p.bias.reshape(-1), p.shape)
+        # populations fed by the analog input get a per-image constant current (direct coding)
+        self.const_pops = sorted({index[c.dst] for c in net.connections if c.src == INPUT})
+        self.n_const = 0
+        table[:, K.P_CONST] = -1
+        for k in self.const_pops:
+            table[k, K.P_CONST] = self.n_const
+            self.n_const += pops[k].size
         self.macs_per_image = direct_macs_per_image(net)
+
+    def bytes_per_image(self, T, record=(), encoding="direct"):
+        """Memory the engine state of one image takes (bytes), as allocated by :meth:`run`."""
+        P, C = len(self.net.populations), len(self.net.connections)
+        n = self.n_tot
+        per = (4 + 4 + 8 + 8) * n + 8 * self.n_in        # V, I, events, pool scratch, input events
+        per += 4 * self.n_lip + 8 * self.n_mg + 4 * self.n_const + 8 * self.n_hist
+        per += 8 * T * (2 * P + C) + 4 * T * self.net.output.size   # per-step counters, outputs
+        if encoding == "poisson":
+            per += T * self.n_in
+        if "neuron_counts" in record:
+            per += 8 * n
+        if "trains" in record:
+            per += 8 * T * n
+        return int(per)
+
+    def default_batch_size(self, T, record=(), encoding="direct", budget=256 * 2**20, cap=512):
+        """Images per batch so that the engine state fits in ``budget`` bytes (1 to ``cap``)."""
+        return int(max(1, min(cap, budget // max(1, self.bytes_per_image(T, record, encoding)))))
 
     def _slice(self, a, k):
         return a[..., self.offsets[k]:self.offsets[k + 1]]
@@ -215,16 +241,23 @@ class NumbaProgram:
         pops = net.populations
         index = {p.name: k for k, p in enumerate(pops)}
         conns = self.conns.copy()
+        table = self.pops
         if encoding == "direct":
             conns[self.input_rows, K.C_ACTIVE] = 0
-            const = np.repeat(self.bias, B, axis=0) if self.input_rows else self.bias
-            for name, cur in direct_currents(net, x).items():
-                dst = net.connections[[c.name for c in net.connections].index(name)]
-                k = index[dst.dst]
-                self._slice(const, k)[:] += to_internal(cur, dst.dst_shape)
+            const = np.zeros((B, self.n_const), np.float32)
+            for k in self.const_pops:
+                co = table[k, K.P_CONST]
+                const[:, co:co + pops[k].size] = self._slice(self.bias, k)
+            currents = direct_currents(net, x)
+            for c in net.connections:
+                if c.src == INPUT:
+                    co = table[index[c.dst], K.P_CONST]
+                    const[:, co:co + c.n_dst] += to_internal(currents[c.name], c.dst_shape)
             x_spk = np.zeros((B, 0, 0), np.int8)
         else:
-            const = self.bias
+            table = table.copy()
+            table[:, K.P_CONST] = -1
+            const = np.zeros((B, 0), np.float32)
             spk = poisson_spikes(x, T, seed, first_index).reshape(T, B, -1)
             x_spk = np.ascontiguousarray(to_internal(spk, net.input_shape).transpose(1, 0, 2))
         n_ev = self.n_tot + self.n_in
@@ -241,8 +274,8 @@ class NumbaProgram:
         trains = (np.zeros((B, T, self.n_tot), np.int64) if "trains" in record
                   else np.zeros((0, 0, 0), np.int64))
         K.simulate_batch(
-            T, self.pops, self.theta, self.inc_ptr, self.inc_conn, conns, self.fbuf, self.ibuf,
-            np.ascontiguousarray(const, dtype=np.float32), x_spk, V,
+            T, table, self.theta, self.inc_ptr, self.inc_conn, conns, self.fbuf, self.ibuf,
+            self.bias, const, x_spk, V,
             np.zeros((B, self.n_tot), np.float32), np.zeros((B, n_ev), np.int32),
             np.zeros((B, n_ev), np.int32), np.zeros((B, self.n_lip), np.int32),
             np.full((B, self.n_tot), -1, np.int32), np.zeros((B, self.n_tot), np.int32),

@@ -16,7 +16,7 @@ from .synapses import conv_image, csr_image, dense_image, identity_image
 
 # population kinds and columns of the population table (int64, one row per population)
 POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT = 0, 1, 2, 3
-P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_NPARAM = 0, 1, 2, 3, 4, 5, 6, 7
+P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_NPARAM = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 # connection kinds and columns of the connection table (int64, one row per connection)
 CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL = 0, 1, 2, 3, 4
@@ -49,7 +49,7 @@ def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
 
 
 @njit(cache=True, parallel=True)
-def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, const, x_spk,
+def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
                    V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur,
                    outputs, spikes, events, synops, hist, counts, trains):
     """Simulate a batch for ``T`` steps; images run in parallel, each one serially.
@@ -60,7 +60,7 @@ def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, const, 
         Number of steps.
     pops : int64 (P, P_NPARAM)
         Population table (kind, neuron offset, size, Γ, histogram offset, state offset,
-        incoming pool connection, ...), in update order.
+        incoming pool connection, offset in ``const`` or -1), in update order.
     theta : float32 (P,)
         Thresholds.
     inc_ptr, inc_conn : int64
@@ -69,8 +69,11 @@ def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, const, 
         Connection table. Source index ``P`` means the input image.
     fbuf, ibuf : float32, int64
         All weights / all integer tables (fan-outs, window tables, CSR structure).
-    const : float32 (1 or B, N_tot)
-        Constant current per neuron (bias + direct-coded input), all populations packed.
+    bias : float32 (N_tot,)
+        Bias current per neuron, all populations packed.
+    const : float32 (B, ·)
+        Per image, bias + direct-coded input current of the populations that receive the
+        input (at their ``P_CONST`` offset); the others use ``bias``.
     x_spk : int8 (B, T, N_in)
         Poisson-coded input spikes (internal layout), or ``(B, 0, 0)`` for direct coding.
     V, I : float32 (B, N_tot)
@@ -101,12 +104,10 @@ def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, const, 
     n_tot = V.shape[1]
     n_in = x_spk.shape[2]
     poisson = x_spk.shape[1] > 0
-    cstep = 0 if const.shape[0] == 1 else 1
     rec_counts = counts.shape[0] > 0
     rec_trains = trains.shape[0] > 0
     for b in prange(B):
         nev = np.zeros(P + 1, np.int64)
-        cb = b * cstep
         for t in range(T):
             if poisson:
                 nev[P] = spikes_to_events(x_spk[b, t], ev_idx[b, n_tot:], ev_cnt[b, n_tot:])
@@ -124,15 +125,17 @@ def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, const, 
                         soff = n_tot if s == P else pops[s, P_OFF]
                         synops[b, t, c] = deliver(conns[c], ev_idx[b, soff:], ev_cnt[b, soff:],
                                                   nev[s], fbuf, ibuf, Ib)
+                    co = pops[p, P_CONST]
+                    cst = const[b, co:co + n] if co >= 0 else bias[off:off + n]
                     if kind == POP_IF:
-                        ne = if_image(V[b, off:off + n], Ib, const[cb, off:off + n], theta[p],
+                        ne = if_image(V[b, off:off + n], Ib, cst, theta[p],
                                       pops[p, P_GAMMA], ev_idx[b, off:off + n],
                                       ev_cnt[b, off:off + n])
                         h0 = pops[p, P_HIST]
                         spikes[b, t, p] = burst_stats(ev_cnt[b, off:], ne,
                                                       hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
                     else:
-                        output_image(V[b, off:off + n], Ib, const[cb, off:off + n])
+                        output_image(V[b, off:off + n], Ib, cst)
                         outputs[b, t, :] = V[b, off:off + n]
                         continue
                 else:
