@@ -1,0 +1,407 @@
+"""Shared helpers of the benchmark scripts: machine description, threads, data, networks.
+
+Nothing here is part of the eventsnn package; the scripts add this folder to ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+CACHE = HERE / ".cache"
+SHARED = REPO.parent / "shared"
+MODELS = SHARED / "models"
+CIFAR_JPEG = SHARED / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+CIFAR_NPZ = Path("/work/cache/cifar10.npz")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")
+VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+             512, 512, 512, "M"]
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+# ------------------------------------------------------------------ machine and threads
+
+def cpu_model():
+    """CPU model name from lscpu (or /proc/cpuinfo)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags():
+    """The SIMD extensions that matter for the kernels (AVX2, AVX-512F, FMA)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def load_average():
+    """1-, 5- and 15-minute load averages (runnable processes; the machine has ``cores``)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info(threads=None):
+    """A JSON-serialisable description of the machine, the software and the current load."""
+    import numba
+
+    info = {
+        "cpu": cpu_model(),
+        "simd": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "load_average": load_average(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    try:
+        info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:  # no parallel function has run yet
+        info["numba_threading_layer"] = None
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    if threads is not None:
+        info["threads"] = threads
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "eventsnn"], capture_output=True, text=True, timeout=10).stdout
+        info["git"] = rev + ("+dirty(eventsnn)" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        info["git"] = None
+    return info
+
+
+def set_threads(n):
+    """Use ``n`` threads in numba and in torch (if installed)."""
+    import numba
+
+    numba.set_num_threads(int(n))
+    try:
+        import torch
+
+        torch.set_num_threads(int(n))
+    except ImportError:
+        pass
+
+
+def default_threads():
+    """All usable CPUs (capped by numba's configured maximum)."""
+    import numba
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+
+
+class LoadMonitor:
+    """Samples the 1-minute load average while a benchmark runs (context manager)."""
+
+    def __init__(self):
+        self.samples = []
+
+    def sample(self):
+        la = load_average()
+        if la:
+            self.samples.append(la[0])
+
+    def __enter__(self):
+        self.sample()
+        return self
+
+    def __exit__(self, *exc):
+        self.sample()
+
+    def summary(self):
+        if not self.samples:
+            return None
+        return {"min": min(self.samples), "max": max(self.samples),
+                "mean": round(float(np.mean(self.samples)), 2), "n": len(self.samples)}
+
+
+def cpu_seconds():
+    """CPU time of this process, all threads (user + system)."""
+    return time.process_time()
+
+
+# ------------------------------------------------------------------ output
+
+def write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def md_table(header, rows):
+    """A GitHub Markdown table."""
+    out = ["| " + " | ".join(str(h) for h in header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine_md(info):
+    la = info.get("load_average")
+    return (f"Machine: {info['cpu']} ({', '.join(info.get('simd', []))}), "
+            f"{info['usable_cpus']} usable CPUs; Python {info['python']}, numpy {info['numpy']}, "
+            f"numba {info['numba']} ({info.get('numba_threading_layer')}), torch {info.get('torch')}; "
+            f"git {info.get('git')}; load average at start {la}; {info['date']}.")
+
+
+# ------------------------------------------------------------------ CIFAR-10
+
+def _decode_jpeg_tar(path):
+    """Decode the CIFAR-10 JPEG tarball (``{train,test}/<class>/NNNN.jpg``) like to_npz.py."""
+    from PIL import Image
+
+    parts = {"train": ([], []), "test": ([], [])}
+    images = []
+    with tarfile.open(path, "r|gz") as tar:
+        for m in tar:
+            if m.isfile() and m.name.endswith(".jpg"):
+                images.append((m.name, tar.extractfile(m).read()))
+    for name, data in sorted(images):
+        split, cls, _ = name.split("/")[-3:]
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        parts[split][0].append(np.asarray(img, dtype=np.uint8))
+        parts[split][1].append(CIFAR_CLASSES.index(cls))
+    return {s: (np.stack(x), np.asarray(y, np.int64)) for s, (x, y) in parts.items()}
+
+
+def _raw_cifar(path):
+    """Raw uint8 CIFAR-10 ``{split: (x (N,32,32,3), y)}`` from an npz or the JPEG tarball.
+
+    ``eventsnn.datasets`` is used when it can read the path; a decoded tarball is cached as npz
+    in ``benchmarks/.cache``.
+    """
+    path = Path(path)
+    from eventsnn import datasets
+
+    if path.suffix == ".npz":
+        return {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
+    try:  # eventsnn.datasets may read the JPEG tarball itself
+        return {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
+    except (ValueError, FileNotFoundError, OSError, KeyError):
+        pass
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime}".encode()).hexdigest()[:12]
+    cached = CACHE / f"cifar10-{key}.npz"
+    if not cached.is_file():
+        parts = _decode_jpeg_tar(path)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, **{f"{k}_{s}": v for s, (x, y) in parts.items()
+                            for k, v in (("x", x), ("y", y))})
+    return {s: datasets.read_raw(cached, s)[:2] for s in ("train", "test")}
+
+
+def default_cifar():
+    """The decoded development npz when present, else the JPEG tarball in ../shared."""
+    return CIFAR_NPZ if CIFAR_NPZ.is_file() else CIFAR_JPEG
+
+
+def load_cifar(path, n_test, n_calib, seed=0):
+    """Normalised CIFAR-10 subsets: class-balanced ``n_test`` test and ``n_calib`` train images.
+
+    Normalisation (mean/std of the [0, 1]-scaled image) from ``../shared/models/meta.json``,
+    the one the pretrained ResNets were trained with.
+
+    Returns
+    -------
+    dict with ``x_test`` float32 (n_test, 3, 32, 32), ``y_test`` int64, ``x_calib``,
+    ``source`` (path) and ``normalization``.
+    """
+    from eventsnn.datasets import Normalization, subset_indices
+
+    meta = json.loads((MODELS / "meta.json").read_text())
+    norm = Normalization(meta["mean"], meta["std"])
+    raw = _raw_cifar(path)
+    xt, yt = raw["test"]
+    xc, yc = raw["train"]
+    it = subset_indices(yt, int(n_test), seed)
+    ic = subset_indices(yc, int(n_calib), seed + 1)
+    return {"x_test": norm.apply(xt[it]), "y_test": np.asarray(yt[it], np.int64),
+            "x_calib": norm.apply(xc[ic]), "source": str(path),
+            "normalization": norm.to_dict()}
+
+
+# ------------------------------------------------------------------ networks
+
+def _cache_path(name, burst, pooling, n_calib, extra=""):
+    return CACHE / f"{name}-G{burst}-{pooling}-c{n_calib}{extra}.npz"
+
+
+def onnx_graph(name):
+    """The pretrained ``resnet20`` / ``resnet56`` CIFAR-10 ONNX model as an eventsnn Graph."""
+    from eventsnn.io.onnx import load_onnx
+
+    return load_onnx(MODELS / f"{name}_cifar10.onnx")
+
+
+def vgg16_graph(x_calib, seed=0):
+    """A full-width VGG16 (paper architecture) as an eventsnn Graph, built with torch.
+
+    13 conv3x3-BN-ReLU layers ``64,64,M,128,128,M,256x3,M,512x3,M,512x3,M`` and a linear
+    classifier (512 -> 10). Weights are random (Kaiming init, seeded); the BatchNorm running
+    statistics are calibrated on ``x_calib`` (cumulative average over the images in train
+    mode), so activations have realistic scales. Not trained: its predictions are meaningless,
+    but its size and per-layer statistics are those of the real network.
+    """
+    import torch
+    import torch.nn as nn
+
+    sys.path.insert(0, str(REPO / "models"))
+    from architectures import vgg
+
+    from eventsnn.io.torch import from_torch
+
+    torch.manual_seed(seed)
+    model = vgg(VGG16_CFG, in_ch=3, in_size=32, hidden=0, n_classes=10)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # cumulative moving average
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        xs = torch.from_numpy(np.asarray(x_calib, np.float32))
+        for s in range(0, len(xs), 64):
+            model(xs[s:s + 64])
+    model.eval()
+    return from_torch(model, torch.zeros(1, 3, 32, 32))
+
+
+def shipped_model():
+    """The shipped default model (Graph) and its test images, or None when not shipped yet."""
+    from eventsnn import datasets
+    from eventsnn.graph import load_graph
+
+    try:
+        path, _norm = datasets.default_model_path()
+    except FileNotFoundError:
+        return None
+    ds = datasets.load_shipped()
+    return load_graph(path), ds
+
+
+def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=print):
+    """Convert (or load the cached conversion of) a benchmark network.
+
+    ``name``: ``resnet20``, ``resnet56`` (ONNX), ``vgg16`` (full width, random + calibrated BN,
+    see :func:`vgg16_graph`) or ``fmnist`` (the shipped default model; ``x_calib`` are then its
+    own images). Returns ``(net, graph, seconds)`` where ``seconds`` is the conversion time (0
+    when loaded from the cache).
+    """
+    from eventsnn.convert import convert
+    from eventsnn.graph import load_graph
+    from eventsnn.network import load_network
+
+    n_calib = len(x_calib)
+    cp = _cache_path(name, burst, pooling, n_calib)
+    gp = CACHE / f"{name}-graph-c{n_calib}.npz"
+    if use_cache and cp.is_file() and gp.is_file():
+        return load_network(cp), load_graph(gp), 0.0
+    t0 = time.perf_counter()
+    if name in ("resnet20", "resnet56"):
+        graph = onnx_graph(name)
+    elif name == "vgg16":
+        graph = vgg16_graph(x_calib)
+    elif name == "fmnist":
+        graph = shipped_model()[0]
+    else:
+        raise ValueError(f"unknown benchmark network {name!r}")
+    log(f"  converting {name} (Γ={burst}, {pooling}, {n_calib} calibration images) ...")
+    net = convert(graph, x_calib, burst=burst, pooling=pooling)
+    seconds = time.perf_counter() - t0
+    CACHE.mkdir(parents=True, exist_ok=True)
+    net.save(cp)
+    graph.save(gp)
+    return net, graph, seconds
+
+
+def network_stats(net, graph):
+    """Sizes of a network: neurons, synapses (structural), ANN MACs per image."""
+    neurons = sum(p.size for p in net.populations)
+    synapses = sum(int(c.fan_out().sum()) for c in net.connections)
+    return {"populations": len(net.populations), "connections": len(net.connections),
+            "neurons": int(neurons), "synapses": int(synapses),
+            "ann_macs": int(sum(graph.macs().values())),
+            "params": int(sum(a.size for c in net.connections for a in c.arrays().values()))}
+
+
+def fmnist_data(n_test, n_calib, seed=0):
+    """Test images of the shipped default model (its 1000 shipped Fashion-MNIST images) and
+    calibration images (Fashion-MNIST train split from ../shared when present, else other
+    shipped images). None when the default model is not shipped."""
+    from eventsnn import datasets
+
+    shipped = shipped_model()
+    if shipped is None:
+        return None
+    graph, ds = shipped
+    idx = datasets.subset_indices(ds.y, min(int(n_test), len(ds.y)), seed)
+    x_calib, note = None, ""
+    folder = SHARED / "data" / "fashion-mnist"
+    if folder.is_dir():
+        try:
+            cal = datasets.load_dataset(folder, split="train", normalization=ds.normalization,
+                                        n=int(n_calib), seed=seed + 1)
+            x_calib, note = cal.x, f"{len(cal)} Fashion-MNIST train images"
+        except (OSError, ValueError):
+            x_calib = None
+    if x_calib is None:
+        rest = np.setdiff1d(np.arange(len(ds.y)), idx)
+        x_calib = ds.x[rest[:int(n_calib)]]
+        note = f"{len(x_calib)} other shipped test images (no train split found)"
+    return {"graph": graph, "x_test": ds.x[idx], "y_test": ds.y[idx], "x_calib": x_calib,
+            "source": "eventsnn.datasets.load_shipped()", "calib_note": note}
