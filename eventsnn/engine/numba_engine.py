@@ -13,8 +13,10 @@ integrates a current.
 in a single call of :func:`eventsnn.kernels.simulate.simulate_batch`, parallel over images.
 
 Internal layout: populations of shape ``(C, H, W)`` are stored channel-last (``(H, W, C)``)
-so that a conv event scatters a contiguous run of output channels; conv weights are stored
-``(kh, kw, C_in, C_out)``, dense weights transposed ``(N_src, N_dst)``. Conversions to and
+so that a conv event scatters a contiguous run of output channels; stride-1 conv weights are
+stored ``(kh, C_in, kw reversed, C_out)`` (row scatter, :func:`~eventsnn.kernels.synapses.
+conv_rows_image`), strided ones ``(kh, kw, C_in, C_out)``, dense weights transposed
+``(N_src, N_dst)``. Conversions to and
 from the public C-order layout happen only at the boundary (input currents, biases, records,
 outputs). Memory is O(parameters + neurons × batch); conv layers are never materialised.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import simulate as K
+from ..kernels import synapses
 from ..network import (INPUT, ConvConnection, DenseConnection, IdentityConnection,
                        PoolConnection, SparseConnection, axis_taps)
 from .encoding import direct_currents, direct_macs_per_image, poisson_spikes
@@ -111,7 +114,14 @@ def _connection_row(conn, src, dst, buf):
     row[K.C_SRC], row[K.C_DST], row[K.C_ACTIVE] = src, dst, 1
     row[K.C_FANOUT] = buf.add_int(to_internal(conn.fan_out().astype(np.int64), conn.src_shape))
     a = K.C_ARGS
-    if isinstance(conn, ConvConnection):
+    if isinstance(conn, ConvConnection) and conn.stride == [1, 1]:
+        # stride 1: row scatter (a kernel row's taps reach consecutive output positions)
+        o, i, kh, kw = conn.weight.shape
+        row[K.C_KIND] = K.CONN_CONV_ROWS
+        row[K.C_FLOAT] = buf.add_float(synapses.row_weight(conn.weight))
+        row[a:a + 9] = (i, conn.src_shape[2], kh, kw, conn.padding[0], conn.padding[1], o,
+                        conn.dst_shape[1], conn.dst_shape[2])
+    elif isinstance(conn, ConvConnection):
         o, i, kh, kw = conn.weight.shape
         row[K.C_KIND] = K.CONN_CONV
         row[K.C_FLOAT] = buf.add_float(conn.weight.transpose(2, 3, 1, 0))

@@ -84,6 +84,116 @@ def conv_image(ev_idx, ev_cnt, n, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x_out,
     return ops
 
 
+@njit(cache=True, inline="always")
+def _div(j, d, inv_d):
+    """``j // d`` for ``0 <= j < 2**31`` from a float64 reciprocal (no integer division)."""
+    q = np.int64(j * inv_d)
+    if q * d > j:
+        q -= 1
+    elif (q + 1) * d <= j:
+        q += 1
+    return q
+
+
+def row_weight(weight):
+    """``(O, I, kh, kw)`` conv weight -> flat ``Wr[ky, ci, r, co] = W[co, ci, ky, kw-1-r]``,
+    the layout of :func:`conv_rows_image`."""
+    w = np.asarray(weight, dtype=np.float32)
+    return np.ascontiguousarray(w[:, :, :, ::-1].transpose(2, 1, 3, 0)).ravel()
+
+
+@njit(cache=True)
+def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, pt, pl, c_out, h_out, w_out, wr,
+                    fan_out, I):
+    """Scatter events through a stride-1 convolution, one kernel row at a time ("row scatter").
+
+    With channel-last layouts the outputs an input position ``(y, x)`` reaches through the
+    ``kw`` taps of kernel row ``ky`` are ``kw`` consecutive output positions
+    ``(y + pt - ky, x + pl - kw + 1 .. x + pl)``: one contiguous run of ``kw * C_out`` floats
+    of ``I``, and with the kernel stored as ``Wr[ky, ci, r, co] = W[co, ci, ky, kw - 1 - r]``
+    (:func:`row_weight`) the matching weights are contiguous too. An event ``(y, x, ci, s)`` is
+    thus ``kh`` AXPYs of length ``kw * C_out`` (clipped at the borders) instead of ``kh * kw``
+    of length ``C_out``. Events of one position (consecutive in the position-major event
+    list) are delivered two at a time, ``out += s0 * w0 + s1 * w1``, halving the loads and
+    stores of ``I``; their SynOps are one product per position (all channels of a position
+    have the same fan-out). Positions come from float reciprocals, not integer divisions.
+
+    Parameters
+    ----------
+    ev_idx, ev_cnt : int32
+        Events of the source population (channel-last, ascending), first ``n`` valid.
+    c_in, w_in : int
+        Source channels and width.
+    kh, kw, pt, pl : int
+        Kernel size, top and left zero-padding.
+    c_out, h_out, w_out : int
+        Target channels, height and width.
+    wr : float32 (kh * c_in * kw * c_out,)
+        Kernel in the layout of :func:`row_weight`.
+    fan_out : int64 (N_src,)
+        Structural fan-out of every source neuron (channel-last).
+    I : float32 (h_out * w_out * c_out,)
+        Input current of the target population (channel-last), incremented.
+
+    Returns
+    -------
+    int
+        SynOps.
+    """
+    ops = 0
+    rs = kw * c_out  # weight stride between input channels within a kernel row
+    inv_c = 1.0 / c_in
+    inv_w = 1.0 / w_in
+    e = 0
+    while e < n:
+        pos = _div(ev_idx[e], c_in, inv_c)
+        base = pos * c_in
+        lim = base + c_in
+        y = _div(pos, w_in, inv_w)
+        x = pos - y * w_in
+        ox0 = x + pl - (kw - 1)          # first output column reached (through tap kw - 1)
+        r0 = max(0, -ox0)
+        m = max(min(kw, w_out - ox0) - r0, 0) * c_out
+        ob0 = (ox0 + r0) * c_out
+        # kernel rows whose output row y + pt - ky lies in [0, h_out)
+        ky_lo = max(0, y + pt - (h_out - 1))
+        ky_hi = min(kh, y + pt + 1) if m > 0 else 0
+        g = e
+        spikes = 0
+        while g < n and ev_idx[g] < lim:
+            spikes += abs(ev_cnt[g])
+            g += 1
+        ops += spikes * fan_out[base]
+        k = e
+        while k + 1 < g:
+            a = (ev_idx[k] - base) * rs + r0 * c_out
+            b = (ev_idx[k + 1] - base) * rs + r0 * c_out
+            s0 = np.float32(ev_cnt[k])
+            s1 = np.float32(ev_cnt[k + 1])
+            for ky in range(ky_lo, ky_hi):
+                ob = (y + pt - ky) * w_out * c_out + ob0
+                kb = ky * c_in * rs
+                # slices indexed by a range variable: no wraparound checks, LLVM vectorises
+                out = I[ob:ob + m]
+                w0 = wr[kb + a:kb + a + m]
+                w1 = wr[kb + b:kb + b + m]
+                for i in range(m):
+                    out[i] += s0 * w0[i] + s1 * w1[i]
+            k += 2
+        if k < g:
+            a = (ev_idx[k] - base) * rs + r0 * c_out
+            s0 = np.float32(ev_cnt[k])
+            for ky in range(ky_lo, ky_hi):
+                ob = (y + pt - ky) * w_out * c_out + ob0
+                kb = ky * c_in * rs
+                out = I[ob:ob + m]
+                w0 = wr[kb + a:kb + a + m]
+                for i in range(m):
+                    out[i] += s0 * w0[i]
+        e = g
+    return ops
+
+
 @njit(cache=True)
 def dense_image(ev_idx, ev_cnt, n, wt, n_dst, I):
     """Scatter events through an all-to-all connection: ``I += s * wt[j]``.
