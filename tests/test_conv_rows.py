@@ -1,4 +1,4 @@
-"""The row-scatter conv kernel (stride 1) against a naive numpy twin and the tap-wise kernel.
+"""The row-scatter conv kernel (any stride and padding) against a naive numpy twin.
 
 Weights are multiples of 2^-8 of small magnitude: float sums are exact in any order, so the
 kernels must agree bit for bit with the twin.
@@ -12,7 +12,7 @@ from eventsnn.kernels import synapses
 from eventsnn.network import ConvConnection
 
 
-def twin(counts, weight, padding, dst_shape):
+def twin(counts, weight, stride, padding, dst_shape):
     """Every event times every kernel tap (public (C, H, W) layout), float64."""
     o_n, i_n, kh, kw = weight.shape
     B = counts.shape[0]
@@ -21,42 +21,50 @@ def twin(counts, weight, padding, dst_shape):
     for b, ci, y, x in zip(*np.nonzero(counts)):
         for ky in range(kh):
             for kx in range(kw):
-                oy, ox = y + padding[0] - ky, x + padding[1] - kx
+                ny, nx = y + padding[0] - ky, x + padding[1] - kx
+                if ny % stride[0] or nx % stride[1]:
+                    continue
+                oy, ox = ny // stride[0], nx // stride[1]
                 if 0 <= oy < ho and 0 <= ox < wo:
                     out[b, :, oy, ox] += counts[b, ci, y, x] * weight[:, ci, ky, kx].astype(np.float64)
     return out
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(40))
 def test_conv_rows_image(seed):
     rng = np.random.default_rng(seed)
     ci, co = int(rng.integers(1, 5)), int(rng.choice([1, 3, 16, 17]))
-    h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
-    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    stride = [1, 1] if seed < 8 else [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
     padding = [int(rng.integers(0, kh)), int(rng.integers(0, kw)),
                int(rng.integers(0, kh)), int(rng.integers(0, kw))]
-    ho, wo = h + padding[0] + padding[2] - kh + 1, w + padding[1] + padding[3] - kw + 1
+    ho = (h + padding[0] + padding[2] - kh) // stride[0] + 1
+    wo = (w + padding[1] + padding[3] - kw) // stride[1] + 1
     if ho < 1 or wo < 1:
         pytest.skip("empty output")
     weight = (rng.integers(-64, 65, (co, ci, kh, kw)) / 256).astype(np.float32)
-    conn = ConvConnection("a", "b", (ci, h, w), (co, ho, wo), weight=weight, padding=padding)
+    conn = ConvConnection("a", "b", (ci, h, w), (co, ho, wo), weight=weight, stride=stride,
+                          padding=padding)
     density = rng.choice([0.1, 0.5, 1.0])
     counts = (rng.integers(1, 6, (2, ci, h, w)) * (rng.random((2, ci, h, w)) < density))
     if seed % 3 == 0:  # signed (Poisson-coded input)
         counts = counts * rng.choice([-1, 1], counts.shape)
     so, do = internal_order((ci, h, w)), internal_order((co, ho, wo))
     fan_out = np.ascontiguousarray(conn.fan_out()[so])
-    wr = synapses.row_weight(weight)
-    expected = twin(counts, weight, padding, (co, ho, wo)).reshape(2, -1)[:, do]
+    wr = synapses.row_weight(weight, stride[1])
+    expected = twin(counts, weight, stride, padding, (co, ho, wo)).reshape(2, -1)[:, do]
     for b in range(2):
         c = counts[b].reshape(-1)[so]
         nz = np.flatnonzero(c)
+        if seed % 2:  # any event order (pooling populations emit theirs in window order)
+            nz = rng.permutation(nz)
         idx = np.zeros(c.size, np.int32)
         cnt = np.zeros(c.size, np.int32)
         idx[:len(nz)], cnt[:len(nz)] = nz, c[nz]
         I = np.zeros(co * ho * wo, np.float32)
-        ops = synapses.conv_rows_image(idx, cnt, len(nz), ci, w, kh, kw, padding[0], padding[1],
-                                       co, ho, wo, wr, fan_out, I)
+        ops = synapses.conv_rows_image(idx, cnt, len(nz), ci, w, kh, kw, *stride, padding[0],
+                                       padding[1], co, ho, wo, wr, fan_out, I)
         np.testing.assert_array_equal(I, expected[b].astype(np.float32))
         assert ops == int(np.abs(counts[b]).reshape(-1) @ conn.fan_out())
 
@@ -69,3 +77,14 @@ def test_row_weight_layout():
             for ky in range(2):
                 for kx in range(3):
                     assert wr[ky, ci, 3 - 1 - kx, co] == w[co, ci, ky, kx]
+
+
+def test_row_weight_phases():
+    """Stride 2, kw = 3: phase 0 holds taps (2, 0), phase 1 tap (1,), each (kh, I, r, O)."""
+    w = np.arange(2 * 3 * 2 * 3, dtype=np.float32).reshape(2, 3, 2, 3)  # (O, I, kh, kw)
+    wr = synapses.row_weight(w, 2)
+    p0 = wr[:2 * 3 * 2 * 2].reshape(2, 3, 2, 2)
+    p1 = wr[2 * 3 * 2 * 2:].reshape(2, 3, 1, 2)
+    np.testing.assert_array_equal(p0[:, :, 0, :], w[:, :, :, 2].transpose(2, 1, 0))
+    np.testing.assert_array_equal(p0[:, :, 1, :], w[:, :, :, 0].transpose(2, 1, 0))
+    np.testing.assert_array_equal(p1[:, :, 0, :], w[:, :, :, 1].transpose(2, 1, 0))

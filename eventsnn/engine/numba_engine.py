@@ -114,21 +114,14 @@ def _connection_row(conn, src, dst, buf):
     row[K.C_SRC], row[K.C_DST], row[K.C_ACTIVE] = src, dst, 1
     row[K.C_FANOUT] = buf.add_int(to_internal(conn.fan_out().astype(np.int64), conn.src_shape))
     a = K.C_ARGS
-    if isinstance(conn, ConvConnection) and conn.stride == [1, 1]:
-        # stride 1: row scatter (a kernel row's taps reach consecutive output positions)
-        o, i, kh, kw = conn.weight.shape
-        row[K.C_KIND] = K.CONN_CONV_ROWS
-        row[K.C_FLOAT] = buf.add_float(synapses.row_weight(conn.weight))
-        row[a:a + 9] = (i, conn.src_shape[2], kh, kw, conn.padding[0], conn.padding[1], o,
-                        conn.dst_shape[1], conn.dst_shape[2])
-    elif isinstance(conn, ConvConnection):
+    if isinstance(conn, ConvConnection):
+        # row scatter: the taps of a kernel row (one phase of the stride) reach consecutive
+        # output positions
         o, i, kh, kw = conn.weight.shape
         row[K.C_KIND] = K.CONN_CONV
-        row[K.C_FLOAT] = buf.add_float(conn.weight.transpose(2, 3, 1, 0))
-        ty, tx = _window_tables(conn.src_shape, conn.dst_shape, (kh, kw), conn.stride,
-                                conn.padding)
-        row[a:a + 5] = i, conn.src_shape[2], kw, o, conn.dst_shape[2]
-        row[a + 5:a + 11] = [buf.add_int(t) for t in ty + tx]
+        row[K.C_FLOAT] = buf.add_float(synapses.row_weight(conn.weight, conn.stride[1]))
+        row[a:a + 11] = (i, conn.src_shape[2], kh, kw, *conn.stride, conn.padding[0],
+                         conn.padding[1], o, conn.dst_shape[1], conn.dst_shape[2])
     elif isinstance(conn, DenseConnection):
         row[K.C_KIND] = K.CONN_DENSE
         wt = conn.weight.T[internal_order(conn.src_shape)][:, internal_order(conn.dst_shape)]

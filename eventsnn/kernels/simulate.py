@@ -12,14 +12,14 @@ from numba import njit, prange
 
 from .neurons import burst_stats, count_events, if_image, output_image, spikes_to_events
 from .pooling import lipool_image, maxgate_image
-from .synapses import conv_image, conv_rows_image, csr_image, dense_image, identity_image
+from .synapses import conv_rows_image, csr_image, dense_image, identity_image
 
 # population kinds and columns of the population table (int64, one row per population)
 POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT = 0, 1, 2, 3
 P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_NPARAM = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 # connection kinds and columns of the connection table (int64, one row per connection)
-CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL, CONN_CONV_ROWS = 0, 1, 2, 3, 4, 5
+CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL = 0, 1, 2, 3, 4
 C_KIND, C_SRC, C_DST, C_ACTIVE, C_FANOUT, C_FLOAT = 0, 1, 2, 3, 4, 5
 # kind-specific columns start at C_ARGS; ibuf offsets of tables are stored as columns too
 C_ARGS = 6
@@ -37,12 +37,9 @@ def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
     w = fbuf[prm[C_FLOAT]:]
     a = C_ARGS
     if kind == CONN_CONV:
-        return conv_image(ei, ec, ne, prm[a], prm[a + 1], ibuf[prm[a + 5]:], ibuf[prm[a + 6]:],
-                          ibuf[prm[a + 7]:], ibuf[prm[a + 8]:], ibuf[prm[a + 9]:],
-                          ibuf[prm[a + 10]:], prm[a + 2], prm[a + 3], prm[a + 4], w, fo, I)
-    elif kind == CONN_CONV_ROWS:
         return conv_rows_image(ei, ec, ne, prm[a], prm[a + 1], prm[a + 2], prm[a + 3], prm[a + 4],
-                               prm[a + 5], prm[a + 6], prm[a + 7], prm[a + 8], w, fo, I)
+                               prm[a + 5], prm[a + 6], prm[a + 7], prm[a + 8], prm[a + 9],
+                               prm[a + 10], w, fo, I)
     elif kind == CONN_DENSE:
         return dense_image(ei, ec, ne, w, prm[a], I)
     elif kind == CONN_CSR:

@@ -14,7 +14,9 @@ def conv_image(ev_idx, ev_cnt, n, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x_out,
                kw, c_out, w_out, weight, fan_out, I):
     """Scatter events of a channel-last ``(H, W, C_in)`` population through a convolution.
 
-    The weight-shared kernel is never materialised as a matrix: an event at ``(y, x, ci)``
+    Tap by tap; the engine uses :func:`conv_rows_image` (about 2x faster), this kernel is kept
+    as its independent cross-check in the tests and as the baseline of
+    ``benchmarks/bench_kernels.py``. The weight-shared kernel is never materialised as a matrix: an event at ``(y, x, ci)``
     adds ``s * weight[ky, kx, ci, :]`` to output position ``(oy, ox, :)`` for every pair of
     taps covering it, the inner loop over output channels contiguous. Consecutive events at
     the same position (channel-last event lists are position-major) are first combined per
@@ -95,41 +97,53 @@ def _div(j, d, inv_d):
     return q
 
 
-def row_weight(weight):
-    """``(O, I, kh, kw)`` conv weight -> flat ``Wr[ky, ci, r, co] = W[co, ci, ky, kw-1-r]``,
-    the layout of :func:`conv_rows_image`."""
+def row_weight(weight, stride_w=1):
+    """Conv weight ``(O, I, kh, kw)`` in the layout of :func:`conv_rows_image` (flat float32).
+
+    Taps are grouped by horizontal phase ``φ = kx mod stride_w``; within a phase, the ``n_φ``
+    taps ``kx = φ + (n_φ - 1 - r) * stride_w`` are stored in the order ``r`` of the consecutive
+    output columns they reach: ``Wr_φ[ky, ci, r, co]``, phases one after the other. For stride 1
+    this is ``Wr[ky, ci, r, co] = W[co, ci, ky, kw - 1 - r]``.
+    """
     w = np.asarray(weight, dtype=np.float32)
-    return np.ascontiguousarray(w[:, :, :, ::-1].transpose(2, 1, 3, 0)).ravel()
+    kw = w.shape[3]
+    parts = []
+    for phase in range(min(stride_w, kw)):
+        taps = np.arange(phase, kw, stride_w)[::-1]          # r = 0 .. n_φ - 1
+        parts.append(w[:, :, :, taps].transpose(2, 1, 3, 0).ravel())
+    return np.ascontiguousarray(np.concatenate(parts))
 
 
 @njit(cache=True)
-def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, pt, pl, c_out, h_out, w_out, wr,
-                    fan_out, I):
-    """Scatter events through a stride-1 convolution, one kernel row at a time ("row scatter").
+def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out, h_out, w_out,
+                    wr, fan_out, I):
+    """Scatter events through a convolution, one kernel row at a time ("row scatter").
 
-    With channel-last layouts the outputs an input position ``(y, x)`` reaches through the
-    ``kw`` taps of kernel row ``ky`` are ``kw`` consecutive output positions
-    ``(y + pt - ky, x + pl - kw + 1 .. x + pl)``: one contiguous run of ``kw * C_out`` floats
-    of ``I``, and with the kernel stored as ``Wr[ky, ci, r, co] = W[co, ci, ky, kw - 1 - r]``
-    (:func:`row_weight`) the matching weights are contiguous too. An event ``(y, x, ci, s)`` is
-    thus ``kh`` AXPYs of length ``kw * C_out`` (clipped at the borders) instead of ``kh * kw``
-    of length ``C_out``. Events of one position (consecutive in the position-major event
-    list) are delivered two at a time, ``out += s0 * w0 + s1 * w1``, halving the loads and
-    stores of ``I``; their SynOps are one product per position (all channels of a position
-    have the same fan-out). Positions come from float reciprocals, not integer divisions.
+    With channel-last layouts the outputs an input position ``(y, x)`` reaches through the taps
+    of kernel row ``ky`` are *consecutive* output positions: for stride ``sw`` the taps of one
+    phase ``φ = (x + pl) mod sw`` (``kx = φ, φ + sw, ...``) reach output columns
+    ``(x + pl - kx) / sw``, which step by one. They form one contiguous run of ``n_φ * C_out``
+    floats of ``I``, and in the layout of :func:`row_weight` the matching weights are
+    contiguous too. An event ``(y, x, ci, s)`` is thus one AXPY of length ``n_φ * C_out``
+    (clipped at the borders) per kernel row reaching an output row, instead of one of length
+    ``C_out`` per tap. Events of one position (consecutive in the position-major event list)
+    are delivered two at a time, ``out += s0 * w0 + s1 * w1``, halving the loads and stores of
+    ``I``; their SynOps are one product per position (all channels of a position have the
+    same fan-out). Positions come from float reciprocals, not integer divisions.
 
     Parameters
     ----------
     ev_idx, ev_cnt : int32
-        Events of the source population (channel-last, ascending), first ``n`` valid.
+        Events of the source population (channel-last), first ``n`` valid, in any order
+        (ascending order, as IF populations emit them, groups every position once).
     c_in, w_in : int
         Source channels and width.
-    kh, kw, pt, pl : int
-        Kernel size, top and left zero-padding.
+    kh, kw, sh, sw, pt, pl : int
+        Kernel size, stride, top and left zero-padding.
     c_out, h_out, w_out : int
         Target channels, height and width.
-    wr : float32 (kh * c_in * kw * c_out,)
-        Kernel in the layout of :func:`row_weight`.
+    wr : float32
+        Kernel in the layout of :func:`row_weight` (with ``stride_w = sw``).
     fan_out : int64 (N_src,)
         Structural fan-out of every source neuron (channel-last).
     I : float32 (h_out * w_out * c_out,)
@@ -141,9 +155,9 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, pt, pl, c_out, h_out,
         SynOps.
     """
     ops = 0
-    rs = kw * c_out  # weight stride between input channels within a kernel row
     inv_c = 1.0 / c_in
     inv_w = 1.0 / w_in
+    plane = kh * c_in * c_out  # weights per horizontal tap, all rows and input channels
     e = 0
     while e < n:
         pos = _div(ev_idx[e], c_in, inv_c)
@@ -151,27 +165,49 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, pt, pl, c_out, h_out,
         lim = base + c_in
         y = _div(pos, w_in, inv_w)
         x = pos - y * w_in
-        ox0 = x + pl - (kw - 1)          # first output column reached (through tap kw - 1)
-        r0 = max(0, -ox0)
-        m = max(min(kw, w_out - ox0) - r0, 0) * c_out
-        ob0 = (ox0 + r0) * c_out
-        # kernel rows whose output row y + pt - ky lies in [0, h_out)
-        ky_lo = max(0, y + pt - (h_out - 1))
-        ky_hi = min(kh, y + pt + 1) if m > 0 else 0
         g = e
         spikes = 0
-        while g < n and ev_idx[g] < lim:
+        # consecutive events of the same position form a group (IF populations list their
+        # events in ascending order; pooling populations in window order, so a position may
+        # come back later: it then forms another group)
+        while g < n and base <= ev_idx[g] < lim:
             spikes += abs(ev_cnt[g])
             g += 1
         ops += spikes * fan_out[base]
+        # horizontal: taps of phase ph reach output columns ox0 .. ox0 + nph - 1
+        if sw == 1:
+            ph, nph, woff = 0, kw, 0
+            ox0 = x + pl - (kw - 1)
+        else:
+            ph = (x + pl) % sw
+            nph = (kw - ph + sw - 1) // sw if ph < kw else 0
+            woff = 0
+            for q in range(ph):
+                woff += (kw - q + sw - 1) // sw
+            woff *= plane
+            ox0 = (x + pl - ph) // sw - (nph - 1)
+        r0 = max(0, -ox0)
+        m = max(min(nph, w_out - ox0) - r0, 0) * c_out
+        rs = nph * c_out  # weight stride between input channels within a kernel row
+        ob0 = (ox0 + r0) * c_out
+        # vertical: kernel rows ky = ky0, ky0 + sh, ... reach output rows oy0, oy0 - 1, ...
+        if sh == 1:
+            ky0 = max(0, y + pt - (h_out - 1))
+        else:
+            ky0 = (y + pt) % sh
+            while ky0 < y + pt - (h_out - 1) * sh:
+                ky0 += sh
+        ky1 = min(kh, y + pt + 1) if m > 0 else 0
+        oy0 = (y + pt - ky0) // sh if sh > 1 else y + pt - ky0
         k = e
         while k + 1 < g:
-            a = (ev_idx[k] - base) * rs + r0 * c_out
-            b = (ev_idx[k + 1] - base) * rs + r0 * c_out
+            a = woff + (ev_idx[k] - base) * rs + r0 * c_out
+            b = woff + (ev_idx[k + 1] - base) * rs + r0 * c_out
             s0 = np.float32(ev_cnt[k])
             s1 = np.float32(ev_cnt[k + 1])
-            for ky in range(ky_lo, ky_hi):
-                ob = (y + pt - ky) * w_out * c_out + ob0
+            oy = oy0
+            for ky in range(ky0, ky1, sh):
+                ob = oy * w_out * c_out + ob0
                 kb = ky * c_in * rs
                 # slices indexed by a range variable: no wraparound checks, LLVM vectorises
                 out = I[ob:ob + m]
@@ -179,17 +215,20 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, pt, pl, c_out, h_out,
                 w1 = wr[kb + b:kb + b + m]
                 for i in range(m):
                     out[i] += s0 * w0[i] + s1 * w1[i]
+                oy -= 1
             k += 2
         if k < g:
-            a = (ev_idx[k] - base) * rs + r0 * c_out
+            a = woff + (ev_idx[k] - base) * rs + r0 * c_out
             s0 = np.float32(ev_cnt[k])
-            for ky in range(ky_lo, ky_hi):
-                ob = (y + pt - ky) * w_out * c_out + ob0
+            oy = oy0
+            for ky in range(ky0, ky1, sh):
+                ob = oy * w_out * c_out + ob0
                 kb = ky * c_in * rs
                 out = I[ob:ob + m]
                 w0 = wr[kb + a:kb + a + m]
                 for i in range(m):
                     out[i] += s0 * w0[i]
+                oy -= 1
         e = g
     return ops
 
