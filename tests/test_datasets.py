@@ -285,6 +285,23 @@ def test_default_model_normalization_matches_sample():
     assert norm == D.load_shipped().normalization
 
 
+def test_shipped_model_reproduces_recorded_accuracy():
+    import json
+
+    from eventsnn.graph import load_graph
+
+    try:
+        path, norm = D.default_model_path()
+    except FileNotFoundError:
+        pytest.skip("shipped model not built yet (models/train_vgg_fmnist.py)")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    graph = load_graph(path)
+    ds = D.load_shipped()
+    acc = float(np.mean(graph.forward(ds.x).argmax(1) == ds.y))
+    assert acc == pytest.approx(meta["graph_accuracy_shipped_sample"], abs=1e-9)
+    assert meta["test_accuracy"] >= 0.91 and meta["n_test"] == 10000
+
+
 # ----------------------------------------------------------------------------- real data
 
 def test_real_fashion_mnist_and_shipped_provenance(shared_dir):
