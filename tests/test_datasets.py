@@ -106,6 +106,21 @@ def test_mnist_folder_missing_file(tmp_path):
         D.read_mnist_folder(tmp_path, "test")
 
 
+def test_named_dataset_and_single_idx_file(tmp_path, monkeypatch):
+    (tmp_path / "fashion-mnist").mkdir()
+    data = _mnist_folder(tmp_path / "fashion-mnist", True)
+    monkeypatch.setenv("EVENTSNN_DATA", str(tmp_path))
+    ds = D.load_dataset("fashion-mnist", "train")
+    assert ds.name == "fashion-mnist:train" and ds.classes == D.FASHION_MNIST_CLASSES
+    assert len(ds) == len(data["train"][1])
+    ds = D.load_dataset(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(ds.y, data["test"][1])
+    monkeypatch.setenv("EVENTSNN_DATA", str(tmp_path / "elsewhere"))
+    if not D.Path("/usr/share/datasets/mnist").is_dir():
+        with pytest.raises(FileNotFoundError, match="EVENTSNN_DATA"):
+            D.load_dataset("mnist")
+
+
 def test_load_dataset_fit_uses_train_split(tmp_path):
     data = _mnist_folder(tmp_path, False)
     ds = D.load_dataset(tmp_path, "test", normalization="fit")
