@@ -42,7 +42,9 @@ __all__ = [
     "read_idx",
     "read_mnist_folder",
     "read_npz",
+    "read_raw",
     "subset",
+    "subset_indices",
     "write_idx",
 ]
 
