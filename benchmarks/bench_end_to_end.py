@@ -14,6 +14,8 @@ Predictions (``argmax U(t)``) are compared at every step: they must agree on >= 
 images; any disagreement is listed with its top-2 logit margin (float summation order differs
 between a convolution and a scatter of events, which can flip a near-tie).
 
+Agreement is also checked on more images (ResNet20 512, default model 1000) in one run each.
+
 Networks: ResNet20 and ResNet56 (pretrained, CIFAR-10, ../shared/models/*.onnx), the shipped
 default model (Fashion-MNIST VGG, when it is shipped) and a full-width VGG16 (random weights,
 BatchNorm statistics calibrated on CIFAR-10) for scale; T = 32 and 64.
@@ -35,8 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 # images per network (full run) and in --quick mode
-FULL = {"resnet20": 64, "resnet56": 32, "fmnist": 128, "vgg16": 16}
+FULL = {"resnet20": 64, "resnet56": 32, "fmnist": 128, "vgg16": 32}
 QUICK = {"resnet20": 8, "fmnist": 16}
+# prediction agreement on more images (one run each at the largest T; every t <= T compared)
+FULL_AGREE = {"resnet20": 512, "fmnist": 1000}
+QUICK_AGREE = {}
 N_CALIB = 256
 DENSE_BATCHES = (1, 8, 32)
 
@@ -98,6 +103,7 @@ def bench_network(name, data, Ts, repeat, quick, log, use_cache=True):
     log(f"  dense baseline: batch {bs}, channels_last={cl} "
         f"({', '.join(f'{b}/{c}: {s * 1e3:.1f}' for b, c, s in table)} ms/img at <= 8 steps)")
     sim = DenseTorchSNN(net, channels_last=cl)
+    sim.run(x[:bs], 1)  # oneDNN builds its primitives per shape: not part of the timing
     entry = {"network": name, "images": int(len(x)), "data": data.get("source"),
              "calibration": data.get("calib_note", f"{len(data['x_calib'])} CIFAR-10 train images"),
              "stats": stats, "conversion_seconds": round(conv_s, 1),
@@ -153,22 +159,56 @@ def bench_network(name, data, Ts, repeat, quick, log, use_cache=True):
     return entry
 
 
+def agreement_run(name, data, T, bs, cl, log):
+    """Predictions of both simulators on many images at every t <= T (one run each)."""
+    from dense_torch import DenseTorchSNN
+
+    net, _, _ = common.get_network(name, data["x_calib"], log=log)
+    x, y = data["x_test"], data["y_test"]
+    ew, ec, res = time_event(net, x, T, 1)
+    sim = DenseTorchSNN(net, channels_last=cl)
+    sim.run(x[:bs], 1)
+    dw, dc, dense_out = time_dense(sim, x, T, bs, 1)
+    pe, pd = res.outputs.argmax(2), dense_out.argmax(2)
+    agree_t = (pe == pd).mean(axis=1)
+    checkpoints = sorted({t for t in (8, 16, 32, 64, T) if t <= T})
+    out = {"network": name, "T": T, "images": int(len(x)),
+           "agreement_at": {str(t): float(agree_t[t - 1]) for t in checkpoints},
+           "agreement_min_over_t": float(agree_t.min()),
+           "agreement_all_steps": float((pe == pd).mean()),
+           "disagreements": {str(t): disagreements(res.outputs, dense_out, y, t)
+                             for t in checkpoints if agree_t[t - 1] < 1},
+           "event_wall_per_image": ew[0] / len(x), "dense_wall_per_image": dw[0] / len(x),
+           "event_cpu_per_image": ec[0] / len(x), "dense_cpu_per_image": dc[0] / len(x),
+           "event_accuracy": {str(t): float((pe[t - 1] == y).mean()) for t in checkpoints},
+           "load": common.load_average()}
+    log(f"  agreement {name} ({len(x)} images, T={T}): " + ", ".join(
+        f"t={t}: {v:.2%}" for t, v in out["agreement_at"].items())
+        + f"; event {out['event_wall_per_image'] * 1e3:.1f} vs dense "
+          f"{out['dense_wall_per_image'] * 1e3:.1f} ms/img")
+    return out
+
+
 def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, Ts=None,
-        networks=None, use_cache=True, log=print):
+        networks=None, use_cache=True, images=None, log=print):
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
     threads = threads or common.default_threads()
     common.set_threads(threads)
     counts = dict(QUICK if quick else FULL)
     if networks:
         counts = {k: v for k, v in {**FULL, **counts}.items() if k in networks}
+    if images:
+        counts = {k: int(images) for k in counts}
     Ts = tuple(Ts or ((32,) if quick else (32, 64)))
-    repeat = repeat or (1 if quick else 2)
+    repeat = repeat or (1 if quick else 3)
     info = common.machine_info(threads)
     log(f"bench_end_to_end: {info['cpu']}, {threads} threads, load {info['load_average']}")
     cifar = Path(cifar) if cifar else common.default_cifar()
     results = {"machine": info, "quick": quick, "T": list(Ts), "repeat": repeat,
                "threads": threads, "cifar": str(cifar), "networks": [], "skipped": {}}
-    n_cifar = max([counts[k] for k in counts if k != "fmnist"], default=0)
+    agree = {k: v for k, v in (QUICK_AGREE if quick else FULL_AGREE).items() if k in counts}
+    n_cifar = max([counts[k] for k in counts if k != "fmnist"]
+                  + [agree[k] for k in agree if k != "fmnist"], default=0)
     cif = common.load_cifar(cifar, n_cifar, N_CALIB) if n_cifar else None
     for name, n in counts.items():
         if name == "fmnist":
@@ -186,6 +226,17 @@ def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, 
                     "x_calib": cif["x_calib"], "source": str(cifar)}
         results["networks"].append(bench_network(name, data, Ts, repeat, quick, log,
                                                  use_cache=use_cache))
+        common.write_json(Path(out) / "end_to_end.json", results)
+    results["agreement"] = []
+    for name, n in agree.items():
+        e = next((e for e in results["networks"] if e["network"] == name), None)
+        if e is None:
+            continue
+        data = (common.fmnist_data(n, N_CALIB) if name == "fmnist" else
+                {"x_test": cif["x_test"][:n], "y_test": cif["y_test"][:n],
+                 "x_calib": cif["x_calib"]})
+        results["agreement"].append(agreement_run(name, data, max(Ts), e["dense_batch_size"],
+                                                  e["dense_channels_last"], log))
         common.write_json(Path(out) / "end_to_end.json", results)
     results["load_at_end"] = common.load_average()
     common.write_json(Path(out) / "end_to_end.json", results)
@@ -226,6 +277,19 @@ def markdown(res):
                              f"{d['event']}, dense {d['dense']}; event top-2 margin "
                              f"{d['event_top2_margin']:.3g} (logit {d['event_logit_scale']:.3g}), "
                              f"max |ΔU| {d['max_abs_output_difference']:.3g}")
+    for a in res.get("agreement", []):
+        lines += ["", f"Agreement on {a['images']} images, {a['network']}, every t <= {a['T']} "
+                  f"(one run each; event {a['event_wall_per_image'] * 1e3:.1f} ms/img, dense "
+                  f"{a['dense_wall_per_image'] * 1e3:.1f} ms/img): " + ", ".join(
+                      f"t={t}: {v:.2%}" for t, v in a["agreement_at"].items())
+                  + f"; lowest over all t {a['agreement_min_over_t']:.2%}, all (t, image) pairs "
+                  f"{a['agreement_all_steps']:.3%}."]
+        for t, ds in a["disagreements"].items():
+            for d in ds:
+                lines.append(f"- t={t} image {d['image']}: event {d['event']}, dense "
+                             f"{d['dense']}; event top-2 margin {d['event_top2_margin']:.3g} "
+                             f"(top logit {d['event_logit_scale']:.3g}), max |ΔU| "
+                             f"{d['max_abs_output_difference']:.3g}")
     for k, v in res.get("skipped", {}).items():
         lines.append(f"- skipped {k}: {v}")
     return "\n".join(lines) + "\n"
@@ -243,11 +307,12 @@ def main(argv=None):
     ap.add_argument("--T", type=int, nargs="+", default=None, help="time steps (default 32 64)")
     ap.add_argument("--networks", nargs="+", default=None,
                     help="subset of resnet20 resnet56 fmnist vgg16")
+    ap.add_argument("--images", type=int, default=None, help="images per network (override)")
     ap.add_argument("--no-cache", action="store_true", help="convert again, ignore benchmarks/.cache")
     ap.add_argument("--out", default=str(common.RESULTS))
     args = ap.parse_args(argv)
     run(args.quick, args.cifar, args.threads, args.repeat, args.out, args.T, args.networks,
-        not args.no_cache)
+        not args.no_cache, args.images)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ For each kernel the script builds a connection (conv 3x3 / dense / csr), draws o
 events of the source population at a given firing density (each neuron fires with probability
 ``density``; multiplicities follow the burst-size distribution measured on ResNet20, Γ=5), and
 times the kernel the engine runs (``eventsnn.kernels``, called exactly as the engine does,
-single-threaded: per core). Rates:
+single-threaded: per core; thread CPU time, best of 5). Rates:
 
 * **synaptic updates / s** — Σ over events of the fan-out (a burst of ``s`` spikes is delivered
   once, so it counts once): the number of ``I[target] += s * w`` operations;
@@ -16,8 +16,9 @@ scatter-add, which must load and store every target. A conv kernel reaching >= 5
 "near the machine's limit" (issue 6). The neuron update (``if_image``: integrate, fire, compact
 events) is timed too, in neurons per second.
 
-Candidate kernels from ``kernel_candidates.py`` are timed on the same events and checked to
-produce the same currents.
+Convolutions are timed with the kernel the engine uses (``conv_rows_image``, "row scatter") and
+with the tap-by-tap kernel it replaced (``conv_image``, kept as a cross-check), on the same
+events; both must produce the same currents and SynOps.
 
 Usage: ``python benchmarks/bench_kernels.py [--quick] [--out benchmarks/results]``
 """
@@ -57,18 +58,23 @@ def axpy_kernel():
 
 
 def best_time(fn, min_seconds=0.02, repeat=5):
-    """Best time of one call of ``fn`` (looped so that a sample lasts >= min_seconds)."""
+    """Best time of one call of ``fn`` (looped so that a sample lasts >= min_seconds).
+
+    Measured in CPU time of the calling thread (the kernels are serial): time slices taken by
+    other processes on a shared machine do not count, cache pollution by them still does.
+    """
+    clock = time.thread_time
     fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    one = max(time.perf_counter() - t0, 1e-7)
+    one = max(clock() - t0, 1e-6)
     loops = max(1, int(min_seconds / one))
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(loops):
             fn()
-        best = min(best, (time.perf_counter() - t0) / loops)
+        best = min(best, (clock() - t0) / loops)
     return best
 
 
@@ -121,42 +127,37 @@ def counts(fan_out, ev_idx, ev_cnt, n):
     return int(fo.sum()), int((fo * np.abs(ev_cnt[:n])).sum())
 
 
-def conv_case(rng, c, hw, density, axpy_rate, candidates=True):
+def conv_case(rng, c, hw, density, axpy_rate, stride=1):
+    """A 3x3 conv (padding 1): the engine's kernel (row scatter) and the tap-by-tap kernel."""
+    from eventsnn.engine.numba_engine import scatter_table
+    from eventsnn.kernels.synapses import conv_image
     from eventsnn.network import ConvConnection
 
-    import kernel_candidates as kc
-
     w = dyadic(rng, (c, c, 3, 3))
-    conn = ConvConnection("a", "b", (c, hw, hw), (c, hw, hw), weight=w, stride=[1, 1],
+    ho = (hw + 2 - 3) // stride + 1
+    conn = ConvConnection("a", "b", (c, hw, hw), (c, ho, ho), weight=w, stride=[stride, stride],
                           padding=[1, 1, 1, 1])
-    landed = LandedConnection(conn)
+    engine = LandedConnection(conn)
     ev_idx, ev_cnt, n = draw_events(rng, c * hw * hw, density)
-    updates, synops = counts(landed.fan_out, ev_idx, ev_cnt, n)
-    I = np.zeros(c * hw * hw, np.float32)
-    rows = []
-    t = best_time(lambda: landed(ev_idx, ev_cnt, n, I))
-    rows.append(("conv", "landed", t))
-    if candidates:
-        wr = kc.row_weight(w)
-        fo = landed.fan_out
+    updates, synops = counts(engine.fan_out, ev_idx, ev_cnt, n)
+    I = np.zeros(c * ho * ho, np.float32)
+    (yp, yo, yt), (xp, xo, xt) = (scatter_table(hw, ho, 3, stride, 1),) * 2
+    wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).ravel()
 
-        def cand(out):
-            return kc.conv_rows_image(ev_idx, ev_cnt, n, c, hw, hw, 3, 3, 1, 1, c, hw, hw,
-                                      wr, fo, out)
-        # same currents and SynOps as the landed kernel (dyadic weights: exact)
-        a, b = np.zeros_like(I), np.zeros_like(I)
-        ops_a = landed(ev_idx, ev_cnt, n, a)
-        ops_b = cand(b)
-        if not (np.array_equal(a, b) and ops_a == ops_b):
-            raise AssertionError(f"candidate conv kernel disagrees with the landed one (c={c}, "
-                                 f"hw={hw}, density={density})")
-        t = best_time(lambda: cand(I))
-        rows.append(("conv", "candidate:rows", t))
-    return [dict(kernel=k, variant=v, c_in=c, c_out=c, h=hw, w=hw, density=density, events=n,
-                 updates=updates, synops=synops, seconds=t,
-                 updates_per_s=updates / t if t > 0 else None, synops_per_s=synops / t,
+    def taps(out):
+        return conv_image(ev_idx, ev_cnt, n, c, hw, yp, yo, yt, xp, xo, xt, 3, c, ho, wt,
+                          engine.fan_out, out)
+    # both kernels give the same currents and SynOps (dyadic weights: exact)
+    a, b = np.zeros_like(I), np.zeros_like(I)
+    if not (engine(ev_idx, ev_cnt, n, a) == taps(b) and np.array_equal(a, b)):
+        raise AssertionError(f"conv kernels disagree (c={c}, hw={hw}, density={density})")
+    rows = [("rows (engine)", best_time(lambda: engine(ev_idx, ev_cnt, n, I))),
+            ("taps", best_time(lambda: taps(I)))]
+    return [dict(kernel="conv", variant=v, c_in=c, c_out=c, h=hw, w=hw, stride=stride,
+                 density=density, events=n, updates=updates, synops=synops, seconds=t,
+                 updates_per_s=updates / t, synops_per_s=synops / t,
                  frac_axpy=updates / t / axpy_rate)
-            for k, v, t in rows]
+            for v, t in rows]
 
 
 def dense_case(rng, n_src, n_dst, density, axpy_rate):
@@ -226,7 +227,7 @@ def run(quick=False, out=common.RESULTS, log=print):
                 rows += conv_case(rng, c, hw, d, ref)
                 mon.sample()
             log(f"  conv {c}ch {hw}x{hw}: " + ", ".join(
-                f"{r['variant']}@{r['density']:.0%} {r['updates_per_s'] / 1e9:.2f}G/s"
+                f"{r['variant'].split()[0]}@{r['density']:.0%} {r['updates_per_s'] / 1e9:.2f}G/s"
                 for r in rows if r["kernel"] == "conv" and r["c_in"] == c and r["h"] == hw))
         for n_src, n_dst in ((512, 10), (4096, 512)) if not quick else ((4096, 512),):
             for d in dens:
@@ -276,11 +277,11 @@ def markdown(res):
                 row.append(f"{m[0]['updates_per_s'] / 1e9:.2f} ({m[0]['frac_axpy']:.0%})" if m else "")
         table.append(row)
     lines += ["## conv 3x3", "", common.md_table(header, table), ""]
-    ok = [r for r in conv if r["variant"] == "landed" and r["c_out"] >= 64]
+    ok = [r for r in conv if r["variant"] == "rows (engine)" and r["c_out"] >= 64]
     if ok:
         worst = min(ok, key=lambda r: r["frac_axpy"])
         share = np.mean([r["frac_axpy"] >= 0.5 for r in ok])
-        lines += [f"Landed conv kernel, >= 64 output channels: {share:.0%} of the cases reach "
+        lines += [f"Engine conv kernel (row scatter), >= 64 output channels: {share:.0%} of the cases reach "
                   f">= 50 % of AXPY; worst {worst['frac_axpy']:.0%} ({worst['c_in']} ch, "
                   f"{worst['h']}x{worst['w']}, {worst['density']:.0%}); median "
                   f"{np.median([r['frac_axpy'] for r in ok]):.0%}.", ""]

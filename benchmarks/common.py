@@ -380,9 +380,9 @@ def network_stats(net, graph):
 
 
 def fmnist_data(n_test, n_calib, seed=0):
-    """Test images of the shipped default model (its 1000 shipped Fashion-MNIST images) and
-    calibration images (Fashion-MNIST train split from ../shared when present, else other
-    shipped images). None when the default model is not shipped."""
+    """Test images of the shipped default model (its 1000 shipped Fashion-MNIST test images) and
+    calibration images (the shipped training images; else the Fashion-MNIST train split from
+    ../shared; else other shipped test images). None when the default model is not shipped."""
     from eventsnn import datasets
 
     shipped = shipped_model()
@@ -391,8 +391,15 @@ def fmnist_data(n_test, n_calib, seed=0):
     graph, ds = shipped
     idx = datasets.subset_indices(ds.y, min(int(n_test), len(ds.y)), seed)
     x_calib, note = None, ""
+    try:  # the shipped sample carries balanced training images for calibration
+        cal = datasets.load_dataset("fashion-mnist-sample", split="train",
+                                    normalization=ds.normalization)
+        x_calib = cal.x[datasets.subset_indices(cal.y, min(int(n_calib), len(cal.y)), seed + 1)]
+        note = f"{len(x_calib)} shipped Fashion-MNIST training images"
+    except (OSError, ValueError, KeyError):
+        x_calib = None
     folder = SHARED / "data" / "fashion-mnist"
-    if folder.is_dir():
+    if x_calib is None and folder.is_dir():
         try:
             cal = datasets.load_dataset(folder, split="train", normalization=ds.normalization,
                                         n=int(n_calib), seed=seed + 1)

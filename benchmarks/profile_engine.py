@@ -5,10 +5,8 @@ Python. Instead this script replays it: it simulates a few images once with
 ``record=("trains",)`` to get every population's events at every step, then times, on one
 core, each connection's delivery of exactly those events (the engine's own kernels, prepared
 and called as the engine does, see ``bench_kernels.LandedConnection``) and each IF
-population's update, and compares the sum with the engine's own single-thread time. Times are process CPU
-times (robust to other processes competing for the cores). The
-candidate conv kernel (``kernel_candidates.conv_rows_image``) is replayed on the same events
-for stride-1 convolutions.
+population's update, and compares the sum with the engine's own single-thread time. Times are
+process CPU times (robust to other processes competing for the cores).
 
 Usage: ``python benchmarks/profile_engine.py [--network resnet20] [--T 32] [--images 2]``
 """
@@ -38,20 +36,23 @@ def _events(counts_internal):
 
 def profile(net, x, T, log=print):
     """Per-kernel single-core times (s) of simulating ``x`` for ``T`` steps; see module doc."""
-    import kernel_candidates as kc
     from bench_kernels import LandedConnection
 
     from eventsnn import simulate
     from eventsnn.engine.numba_engine import to_internal
     from eventsnn.kernels.neurons import if_image
-    from eventsnn.network import ConvConnection
 
     common.set_threads(1)
     B = len(x)
     simulate(net, x[:1], 2, progress=False)
-    t0 = time.process_time()
-    simulate(net, x, T, progress=False)
-    engine_s = time.process_time() - t0
+    engine_s = fixed_s = float("inf")
+    for _ in range(2):
+        t0 = time.process_time()
+        simulate(net, x, T, progress=False)
+        engine_s = min(engine_s, time.process_time() - t0)
+        t0 = time.process_time()
+        simulate(net, x, 1, progress=False)  # fixed costs: program, input currents, 1 step
+        fixed_s = min(fixed_s, time.process_time() - t0)
     res = simulate(net, x, T, progress=False, record=("trains",))
     shapes = {p.name: p.shape for p in net.populations}
     ev = {}
@@ -76,18 +77,6 @@ def profile(net, x, T, log=print):
                "dst_shape": list(c.dst_shape), "events": sum(e[2] for e in evs) / B,
                "updates_per_image": updates / B, "landed_s_per_image": t_landed / B,
                "landed_updates_per_s": updates / t_landed}
-        if isinstance(c, ConvConnection) and c.stride == [1, 1]:
-            o, i, kh, kw = c.weight.shape
-            wr = kc.row_weight(c.weight)
-            args = (i, c.src_shape[1], c.src_shape[2], kh, kw, c.padding[0], c.padding[1],
-                    o, c.dst_shape[1], c.dst_shape[2], wr, fo)
-            kc.conv_rows_image(*evs[0], *args, I)
-            t0 = time.process_time()
-            for e in evs:
-                kc.conv_rows_image(*e, *args, I)
-            t_c = time.process_time() - t0
-            row["candidate_s_per_image"] = t_c / B
-            row["candidate_updates_per_s"] = updates / t_c
         rows.append(row)
     if_rows = []
     for p in net.populations:
@@ -104,20 +93,22 @@ def profile(net, x, T, log=print):
         if_rows.append({"population": p.name, "neurons": n,
                         "s_per_image": (time.process_time() - t0) / B})
     syn = sum(r["landed_s_per_image"] for r in rows)
-    cand = sum(r.get("candidate_s_per_image", r["landed_s_per_image"]) for r in rows)
     neu = sum(r["s_per_image"] for r in if_rows)
+    # simulate(T) - simulate(1) = (T - 1) steps; scale the kernels' T-step sums alike
+    steps = (engine_s - fixed_s) / B * T / (T - 1) if T > 1 else engine_s / B
     out = {"T": T, "images": B, "engine_1thread_s_per_image": engine_s / B,
+           "engine_fixed_s_per_image": fixed_s / B, "engine_steps_s_per_image": steps,
            "synapses_s_per_image": syn, "if_update_s_per_image": neu,
-           "other_s_per_image": engine_s / B - syn - neu,
-           "synapses_with_candidate_s_per_image": cand,
+           "other_s_per_image": steps - syn - neu,
            "updates_per_image": sum(r["updates_per_image"] for r in rows),
            "synops_per_image": res.total_synops() / B,
            "connections": rows, "if_populations": if_rows}
-    log(f"  engine (1 thread) {out['engine_1thread_s_per_image'] * 1e3:.1f} ms/img = synapses "
-        f"{syn * 1e3:.1f} + IF update {neu * 1e3:.1f} + other {out['other_s_per_image'] * 1e3:.1f}; "
+    log(f"  engine (1 thread, CPU) {out['engine_1thread_s_per_image'] * 1e3:.1f} ms/img: fixed "
+        f"(program, input currents, T=1) {fixed_s / B * 1e3:.1f}; {T} steps {steps * 1e3:.1f} = "
+        f"synapses {syn * 1e3:.1f} + IF update {neu * 1e3:.1f} + other "
+        f"{out['other_s_per_image'] * 1e3:.1f}; "
         f"{out['updates_per_image'] / 1e6:.0f} M updates/img -> "
-        f"{out['updates_per_image'] / syn / 1e9:.2f} G/s in the synapse kernels; with the "
-        f"candidate conv kernel the synapses would take {cand * 1e3:.1f} ms/img")
+        f"{out['updates_per_image'] / syn / 1e9:.2f} G/s in the synapse kernels")
     return out
 
 
@@ -139,8 +130,7 @@ def main(argv=None):
         common.write_json(args.out, out)
     for r in sorted(out["connections"], key=lambda r: -r["landed_s_per_image"])[:12]:
         print(f"    {r['connection'][:50]:50s} {r['kind']:8s} {str(r['src_shape']):15s} "
-              f"{r['landed_s_per_image'] * 1e3:6.2f} ms {r['landed_updates_per_s'] / 1e9:5.2f} G/s"
-              + (f"  cand {r['candidate_s_per_image'] * 1e3:6.2f} ms" if "candidate_s_per_image" in r else ""))
+              f"{r['landed_s_per_image'] * 1e3:6.2f} ms {r['landed_updates_per_s'] / 1e9:5.2f} G/s")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ dense PyTorch on ResNet20/56, the default model and VGG16 at T = 32, 64) and
 ``results/README.md`` with the headline numbers. ``--quick`` runs small subsets (a smoke test of
 a few minutes); results then go to ``results/quick/`` so they never overwrite a full run.
 
-Image counts of a full run: ResNet20 64, ResNet56 32, default model 128, VGG16 16 images at
-T = 32 and 64 (end to end, each timed twice per engine); scaling 4-16 images per point. It
-takes roughly half an hour on 2 loaded cores; converted networks are cached in
-``benchmarks/.cache`` (``--no-cache`` converts again).
+Image counts of a full run: end to end ResNet20 64, ResNet56 32, default model 128, VGG16 32
+images at T = 32 and 64, each timed 3 times per engine (alternating), plus one prediction-
+agreement run at T = 64 on 512 (ResNet20) and 1000 (default model) images; scaling 4-16 images
+per point. It takes about 20-30 minutes on 2 loaded cores; converted networks are cached in
+``benchmarks/.cache`` (``--no-cache`` converts the end-to-end networks again).
 """
 
 from __future__ import annotations
