@@ -23,6 +23,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import datetime as dt
 import sys
 from pathlib import Path
@@ -52,6 +53,29 @@ def variants(base):
     return out
 
 
+def vs_base_default(config, base):
+    """True for the variant that is exactly the base configuration (p 99.9, 1000, layer-wise)."""
+    return config == f"cal-{base}-p99.9"
+
+
+def _reuse_main(setup, top, config, is_default, k, T):
+    """Copy chunk k of the main run of the base configuration when this variant is the base
+    itself (same network, same images): saves simulating the default twice."""
+    if not is_default:
+        return False
+    base = config[len("cal-"):-len("-p99.9")]
+    src = top / base / f"chunk_{k:04d}.json"
+    if not src.is_file():
+        return False
+    c = json.loads(src.read_text())
+    if c.get("T", 0) < T or c.get("chunk_size") != setup.chunk or c.get("seed") != setup.seed:
+        return False
+    c["config"] = config
+    c["copied_from"] = str(src.relative_to(RESULTS))
+    write_json(rx.chunk_path(setup, config, k), c)
+    return True
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -67,6 +91,7 @@ def main(argv=None):
     p.add_argument("--only", help="comma-separated variant names (default: all)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--merge-only", action="store_true")
+    p.add_argument("--tag", help="results folder name (default: the model name)")
     args = p.parse_args(argv)
 
     vs = variants(args.base)
@@ -75,10 +100,11 @@ def main(argv=None):
     prefixed = {f"cal-{args.base}-{k}": v for k, v in vs.items()}
     CONFIGS.update(prefixed)  # so run_experiment's helpers know them
     ns = argparse.Namespace(model=args.model, data=args.data, chunk_size=args.chunk_size, seed=args.seed,
-                            calib_n=1000, tag=None, n_test=args.n_test)
+                            calib_n=1000, tag=args.tag, n_test=args.n_test)
     setup = rx.Setup(ns)
-    setup.out = RESULTS / setup.name / "calibration"
-    ann = rx.ann_accuracy(setup) if (RESULTS / setup.name / "ann.json").is_file() else None
+    top = setup.out
+    setup.out = top / "calibration"
+    ann = json.loads((top / "ann.json").read_text()) if (top / "ann.json").is_file() else None
     n_chunks, n_use = setup.n_chunks()
     deadline = rx._deadline(args.stop_at)
     nets, done, stopped = {}, 0, False
@@ -91,6 +117,8 @@ def main(argv=None):
                         (deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline):
                     stopped = True
                     break
+                if _reuse_main(setup, top, c, vs_base_default(c, args.base), k, args.T):
+                    continue
                 rx.run_chunk(setup, c, k, args.T, nets, args.batch_size)
                 done += 1
             if stopped:
@@ -113,11 +141,11 @@ def main(argv=None):
     if rows:
         T = min(r["T"] for r in rows)
         n = min(r["n_images"] for r in rows)
-        write_json(RESULTS / setup.name / "calibration.json", {
+        write_json(top / "calibration.json", {
             "model": setup.name, "base": args.base,
             "config_note": f"{CONFIGS[args.base]['label']}, one factor varied at a time",
             "T": T, "report_T": [t for t in (16, 32, 64, 128, 256) if t <= T],
-            "n_images": n, "complete": all(r["complete"] for r in rows),
+            "n_images": n, "n_test": len(setup.test()), "complete": all(r["complete"] for r in rows),
             "variants": rows, "date": now()})
         for r in rows:
             print(f"{r['name']:>12}: n={r['n_images']} " + " ".join(

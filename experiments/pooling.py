@@ -37,9 +37,10 @@ def main(argv=None):
     p.add_argument("--T", default="4,8,16,32,64,128")
     p.add_argument("--n", type=int, default=500, help="test images (first n of the seeded order)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", help="results folder name (default: the model name)")
     args = p.parse_args(argv)
     ns = argparse.Namespace(model=args.model, data=args.data, chunk_size=None, seed=args.seed,
-                            calib_n=1000, tag=None, n_test=None)
+                            calib_n=1000, tag=args.tag, n_test=None)
     setup = rx.Setup(ns)
     if not any(n.op == "maxpool" for n in setup.graph.nodes):
         raise SystemExit(f"{setup.name} has no MaxPool: nothing to measure")
@@ -60,7 +61,7 @@ def main(argv=None):
             walls[f"{key} T={T}"] = time.perf_counter() - t0
             print(f"{key} T={T}: " + ", ".join(f"{q['name']} {q['correct_ratio']:.3f}"
                                                for q in d["pooling"]), flush=True)
-    write_json(RESULTS / setup.name / "pooling.json", {
+    write_json(setup.out / "pooling.json", {
         "model": setup.name, "n_images": len(idx), "test_order_seed": args.seed,
         "config_note": "Γ=1 p-Norm max-gate vs LIPool, and Burst Γ=5 + LIPool",
         "runs": runs, "wall_s": walls, "machine": machine(), "date": now()})

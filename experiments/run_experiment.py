@@ -284,8 +284,8 @@ def merge(setup, config, ann=None):
     n_chunks, n_use = setup.n_chunks()
     out = {
         "model": setup.name, "config": config, "label": CONFIGS[config]["label"],
-        "settings": CONFIGS[config], "T": T, "n_images": n, "n_test": n_use,
-        "complete": n == n_use, "chunks": sorted(c["chunk"] for c in chunks),
+        "settings": CONFIGS[config], "T": T, "n_images": n, "n_test": len(setup.test()),
+        "n_requested": n_use, "complete": n == len(setup.test()), "chunks": sorted(c["chunk"] for c in chunks),
         "n_chunks_total": n_chunks, "chunk_size": setup.chunk,
         "accuracy": (correct / n).tolist(),
         "stderr_final": float(np.sqrt(correct[-1] / n * (1 - correct[-1] / n) / n)),

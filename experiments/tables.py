@@ -153,16 +153,26 @@ def calibration_table(model, res):
     if not cal:
         return ""
     lines = [f"#### Calibration sensitivity, {model} ({cal['config_note']}; {cal['n_images']} test images"
-             f"{' (full test set)' if cal.get('complete') else ' — subset'}, T up to {cal['T']})",
+             f"{' (full test set)' if cal.get('complete') else ' — random subset of ' + str(cal.get('n_test', '?'))}"
+             f", T up to {cal['T']})",
              "", "| variant | norm | p | calib. n | channel-wise | "
-             + " | ".join(f"T={t}" for t in cal["report_T"]) + " | mean λ |",
-             "|---|---|---|---|---|" + "---|" * (len(cal["report_T"]) + 1)]
+             + " | ".join(f"T={t}" for t in cal["report_T"]) + " | mean λ | mean IF rate | E_SNN/E_ANN | images |",
+             "|---|---|---|---|---|" + "---|" * (len(cal["report_T"]) + 4)]
     for v in cal["variants"]:
         lines.append(f"| {v['name']} | {v['norm']} | {v['percentile']} | {v['calib_n']} | "
                      f"{'yes' if v['channelwise'] else 'no'} | "
                      + " | ".join(pct(v["accuracy"][t - 1]) for t in cal["report_T"])
-                     + f" | {v['mean_scale']:.3g} |")
+                     + f" | {v['mean_scale']:.3g} | {_last(v['mean_if_firing_rate']):.3f} | "
+                     f"{_last(v['energy_ratio']):.3f} | {v['n_images']} |")
     return "\n".join(lines) + "\n"
+
+
+def _last(d):
+    """Value at the largest T of a {str(T): value} dict (nan when empty)."""
+    if not d:
+        return float("nan")
+    k = max(d, key=int)
+    return float("nan") if d[k] is None else d[k]
 
 
 def pooling_table(model, res):
