@@ -361,7 +361,7 @@ def plot_burst_hist(rep, path):
         for j, d in enumerate(layers):
             h = np.asarray(d["burst_hist"][1:], float)
             h = np.pad(h, (0, gmax - len(h)))
-            ax.bar(pos[j], 100 * h / h.sum(), w, label=f"{d['name']} (Γ={d['burst']})")
+            ax.bar(pos[j], 100 * h / h.sum(), w, label=f"layer {d['name']} (Γ={d['burst']})")
         ax.set_xticks(x, [str(k) for k in range(1, gmax + 1)])
         ax.set_ylim(0, 115)
         ax.legend(fontsize="small", ncol=max(1, len(layers) // 8))

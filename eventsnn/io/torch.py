@@ -39,8 +39,9 @@ from __future__ import annotations
 import copy
 import inspect
 import operator
+import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -156,6 +157,25 @@ def _pair(v, what, where):
 # ---------------------------------------------------------------------------------------
 
 
+def _readable_names(nodes, output, expected):
+    """Give the anonymous children of an ``nn.Sequential`` (fx names ``_0``, ``_1``, ...) their
+    op as a prefix (``conv_0``, ``relu_2``), so layer names in summaries and reports say what
+    they are; a name that would clash with an existing one is left as it is."""
+    taken = {n.name for n in nodes}
+    rename = {}
+    for n in nodes:
+        new = f"{n.op}{n.name}"
+        if re.fullmatch(r"_\d+", n.name) and new not in taken:
+            rename[n.name] = new
+            taken.add(new)
+    if not rename:
+        return nodes, output, expected
+    nodes = [replace(n, name=rename.get(n.name, n.name),
+                                 inputs=tuple(rename.get(i, i) for i in n.inputs)) for n in nodes]
+    expected = {rename.get(k, k): v for k, v in expected.items()}
+    return nodes, rename.get(output, output), expected
+
+
 def from_torch(module, example_input, *, check: bool = True):
     """Convert a PyTorch CNN into an eventsnn :class:`~eventsnn.graph.Graph`.
 
@@ -183,7 +203,8 @@ def from_torch(module, example_input, *, check: bool = True):
     -------
     eventsnn.graph.Graph
         Per-sample ``input_shape = example_input.shape[1:]``, input named ``"input"``;
-        node names are the fx node names (e.g. ``layer1_0_conv1``).
+        node names are the fx node names (e.g. ``layer1_0_conv1``); anonymous children of an
+        ``nn.Sequential`` get their op as a prefix (``conv_0``, ``relu_2``).
 
     Raises
     ------
@@ -205,6 +226,7 @@ def from_torch(module, example_input, *, check: bool = True):
     values = _propagate(torch, gm, x)
     builder = _Builder(torch, gm, values, batch=x.shape[0])
     nodes, output, expected = builder.build()
+    nodes, output, expected = _readable_names(nodes, output, expected)
     graph = Graph(nodes, tuple(x.shape[1:]), output=output, input_name=_INPUT)
     for node in graph.nodes:
         if node.shape != expected[node.name]:  # pragma: no cover - importer invariant
