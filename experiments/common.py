@@ -244,11 +244,11 @@ def git_commit():
         return None
 
 
-def write_json(path, obj):
+def write_json(path, obj, indent=1):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable) + "\n")
+    tmp.write_text(json.dumps(obj, indent=indent, default=_jsonable) + "\n")
     os.replace(tmp, path)
 
 

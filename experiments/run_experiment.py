@@ -222,7 +222,7 @@ def run_chunk(setup, config, k, T, nets, batch_size):
         "machine": m0, "loadavg_end": list(__import__("os").getloadavg()),
         "commit": git_commit(), "date": now(),
     }
-    write_json(chunk_path(setup, config, k), rec)
+    write_json(chunk_path(setup, config, k), rec, indent=None)
     acc = correct / len(idx)
     show = {t: round(float(acc[t - 1]), 3) for t in REPORT_T if t <= T}
     print(f"[{setup.name}/{config}] chunk {k}/{n_chunks} ({len(idx)} img) {wall:.1f} s "
@@ -255,8 +255,9 @@ def merge(setup, config, ann=None):
     kinds = {p["name"]: p["kind"] for p in meta.get("populations", [])}
     ts = [t for t in REPORT_T if t <= T] + ([T] if T not in REPORT_T else [])
     rates = {}
-    for pop, s in agg["spikes"].items():
-        if pop in sizes:
+    for pop in sizes:  # network order
+        if pop in agg["spikes"]:
+            s = agg["spikes"][pop]
             rates[pop] = {str(t): float(s[:t].sum()) / (sizes[pop] * n * t) for t in ts}
     spiking = [p for p in rates if kinds.get(p) == "if"]
     tot_n = sum(sizes[p] for p in spiking)

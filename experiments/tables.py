@@ -126,7 +126,8 @@ def energy_table(results):
 
 
 def firing_table(model, res):
-    cfgs = [c for c in TABLE1_ORDER if c in res["configs"] and "same_as" not in res["configs"][c]]
+    cfgs = [c for c in TABLE1_ORDER if c in res["configs"] and "same_as" not in res["configs"][c]
+            and c not in ("pnorm-avgpool", "pnorm-lipool")]
     if not cfgs:
         return ""
     base = res["configs"][cfgs[0]]
@@ -142,7 +143,7 @@ def firing_table(model, res):
             r = res["configs"][c]
             rate = r["firing_rate"].get(p, {}).get(t)
             lam = r.get("scales", {}).get(p)
-            lam_s = "–" if lam is None else (f"{lam:.3g}" if not isinstance(lam, list) else "ch-wise")
+            lam_s = "(pool)" if lam is None else (f"{lam:.3g}" if not isinstance(lam, list) else "ch-wise")
             row += ["–" if rate is None else f"{rate:.4f}", lam_s]
         lines.append(f"| {p} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
@@ -220,7 +221,7 @@ def figures(results):
                 ax.plot(list(ts), [100 * a for a in r["accuracy"]], ls, label=lab, lw=1.6 if c == OURS else 1.1)
             a = res.get("ann", {}).get("accuracy")
             if a is not None:
-                ax.axhline(100 * a, color="k", lw=0.8, ls=":", label=f"ANN {100 * a:.2f} %")
+                ax.axhline(100 * a, color="k", lw=0.8, ls=":", label=f"ANN {100 * a:.2f} % (full test set)")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("time steps T")
             ax.set_ylabel("test accuracy (%)")
@@ -291,6 +292,13 @@ def main():
         parts.append(pooling_table(model, res))
     text = "\n".join(p for p in parts if p)
     (RESULTS / "tables.md").write_text(text)
+    readme = RESULTS.parent / "README.md"
+    if readme.is_file():  # refresh the generated block of the README
+        r = readme.read_text()
+        a, b = "<!-- tables:begin -->", "<!-- tables:end -->"
+        if a in r and b in r:
+            r = r[:r.index(a) + len(a)] + "\n" + text + "\n" + r[r.index(b):]
+            readme.write_text(r)
     print(text)
     for p in figures(results):
         print("wrote", p)
