@@ -190,7 +190,7 @@ def agreement_run(name, data, T, bs, cl, log):
 
 
 def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, Ts=None,
-        networks=None, use_cache=True, images=None, log=print):
+        networks=None, use_cache=True, images=None, agreement=True, log=print):
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
     threads = threads or common.default_threads()
     common.set_threads(threads)
@@ -206,7 +206,8 @@ def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, 
     cifar = Path(cifar) if cifar else common.default_cifar()
     results = {"machine": info, "quick": quick, "T": list(Ts), "repeat": repeat,
                "threads": threads, "cifar": str(cifar), "networks": [], "skipped": {}}
-    agree = {k: v for k, v in (QUICK_AGREE if quick else FULL_AGREE).items() if k in counts}
+    agree = {k: v for k, v in (QUICK_AGREE if quick else FULL_AGREE).items()
+             if k in counts and agreement}
     n_cifar = max([counts[k] for k in counts if k != "fmnist"]
                   + [agree[k] for k in agree if k != "fmnist"], default=0)
     cif = common.load_cifar(cifar, n_cifar, N_CALIB) if n_cifar else None
@@ -308,11 +309,13 @@ def main(argv=None):
     ap.add_argument("--networks", nargs="+", default=None,
                     help="subset of resnet20 resnet56 fmnist vgg16")
     ap.add_argument("--images", type=int, default=None, help="images per network (override)")
+    ap.add_argument("--no-agreement", action="store_true",
+                    help="skip the prediction-agreement runs on many images")
     ap.add_argument("--no-cache", action="store_true", help="convert again, ignore benchmarks/.cache")
     ap.add_argument("--out", default=str(common.RESULTS))
     args = ap.parse_args(argv)
     run(args.quick, args.cifar, args.threads, args.repeat, args.out, args.T, args.networks,
-        not args.no_cache, args.images)
+        not args.no_cache, args.images, not args.no_agreement)
 
 
 if __name__ == "__main__":
