@@ -6,13 +6,11 @@ Nothing here is part of the eventsnn package; the scripts add this folder to ``s
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -26,8 +24,6 @@ SHARED = REPO.parent / "shared"
 MODELS = SHARED / "models"
 CIFAR_JPEG = SHARED / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
 CIFAR_NPZ = Path("/work/cache/cifar10.npz")
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck")
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
              512, 512, 512, "M"]
 
@@ -202,44 +198,22 @@ def machine_md(info):
 
 # ------------------------------------------------------------------ CIFAR-10
 
-def _decode_jpeg_tar(path):
-    """Decode the CIFAR-10 JPEG tarball (``{train,test}/<class>/NNNN.jpg``) like to_npz.py."""
-    from PIL import Image
-
-    parts = {"train": ([], []), "test": ([], [])}
-    images = []
-    with tarfile.open(path, "r|gz") as tar:
-        for m in tar:
-            if m.isfile() and m.name.endswith(".jpg"):
-                images.append((m.name, tar.extractfile(m).read()))
-    for name, data in sorted(images):
-        split, cls, _ = name.split("/")[-3:]
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        parts[split][0].append(np.asarray(img, dtype=np.uint8))
-        parts[split][1].append(CIFAR_CLASSES.index(cls))
-    return {s: (np.stack(x), np.asarray(y, np.int64)) for s, (x, y) in parts.items()}
-
-
 def _raw_cifar(path):
     """Raw uint8 CIFAR-10 ``{split: (x (N,32,32,3), y)}`` from an npz or the JPEG tarball.
 
-    ``eventsnn.datasets`` is used when it can read the path; a decoded tarball is cached as npz
-    in ``benchmarks/.cache``.
+    Read with ``eventsnn.datasets.read_raw``; a decoded tarball is cached as npz in
+    ``benchmarks/.cache`` so later runs skip the JPEG decoding.
     """
-    path = Path(path)
     from eventsnn import datasets
 
+    path = Path(path)
     if path.suffix == ".npz":
         return {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
-    try:  # eventsnn.datasets may read the JPEG tarball itself
-        return {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
-    except (ValueError, FileNotFoundError, OSError, KeyError):
-        pass
     stat = path.stat()
     key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime}".encode()).hexdigest()[:12]
     cached = CACHE / f"cifar10-{key}.npz"
     if not cached.is_file():
-        parts = _decode_jpeg_tar(path)
+        parts = {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(cached, **{f"{k}_{s}": v for s, (x, y) in parts.items()
                             for k, v in (("x", x), ("y", y))})

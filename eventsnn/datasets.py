@@ -22,8 +22,10 @@ trained with them, never hard-coded in code paths.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ __all__ = [
     "load_dataset",
     "load_shipped",
     "read_cifar10_batches",
+    "read_cifar10_jpeg",
     "read_idx",
     "read_mnist_folder",
     "read_npz",
@@ -257,6 +260,53 @@ def read_cifar10_batches(folder, split="test"):
 
 
 # ----------------------------------------------------------------------------- npz
+
+def read_cifar10_jpeg(path, split="test"):
+    """Read CIFAR-10 stored as JPEG files in a ``.tar.gz`` (``{train,test}/<class>/NNNN.jpg``).
+
+    This is the layout of ``../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz``; images are
+    decoded with Pillow (``pip install pillow``, in the ``all`` extra) and returned sorted by
+    file name, i.e. **sorted by class** — take subsets with :func:`subset`, never ``[:n]``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The archive.
+    split : {"train", "test"}
+
+    Returns
+    -------
+    x : numpy.ndarray
+        uint8 (N, 32, 32, 3) RGB images.
+    y : numpy.ndarray
+        uint8 (N,) labels in :data:`CIFAR10_CLASSES` (alphabetical) order.
+    """
+    _check_split(split)
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("reading CIFAR-10 JPEG archives needs Pillow: pip install pillow") from None
+    images = []
+    try:
+        with tarfile.open(path, "r|gz") as tar:  # a gzip stream: read in order, sort after
+            for m in tar:
+                parts = m.name.split("/")
+                if m.isfile() and m.name.endswith(".jpg") and len(parts) >= 3 and parts[-3] == split:
+                    images.append((m.name, tar.extractfile(m).read()))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .tar.gz of CIFAR-10 JPEG files ({e})") from None
+    if not images:
+        raise ValueError(f"{path}: no '{split}/<class>/*.jpg' images inside")
+    xs, ys = [], []
+    for name, data in sorted(images):
+        cls = name.split("/")[-2]
+        if cls not in CIFAR10_CLASSES:
+            raise ValueError(f"{path}: unknown class folder {cls!r} in {name}; expected one of "
+                             f"{CIFAR10_CLASSES}")
+        xs.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8))
+        ys.append(CIFAR10_CLASSES.index(cls))
+    return np.stack(xs), np.asarray(ys, dtype=np.uint8)
+
 
 def read_npz(path, split="test"):
     """Read images and labels from an ``.npz`` archive.
@@ -518,8 +568,8 @@ def read_raw(name_or_path, split="test"):
         ``"fashion-mnist-sample"`` (shipped: 1000 test / 500 train images),
         ``"fashion-mnist"``/``"mnist"`` (searched in ``$EVENTSNN_DATA/<name>`` and
         ``/usr/share/datasets/<name>``), an MNIST-style folder,
-        a CIFAR-10 python batch folder, an ``.npz`` file, or a single IDX image file (its
-        labels file is found by replacing ``images-idx3`` with ``labels-idx1``).
+        a CIFAR-10 python batch folder, a CIFAR-10 JPEG ``.tar.gz``, an ``.npz`` file, or a
+        single IDX image file (its labels file is found by replacing ``images-idx3`` with ``labels-idx1``).
     split : {"train", "test"}
 
     Returns
@@ -558,6 +608,9 @@ def read_raw(name_or_path, split="test"):
     if not path.is_file():
         raise FileNotFoundError(f"{key!r} is neither a known data set name "
                                 f"({['fashion-mnist-sample', *_NAMED]}) nor an existing path")
+    if path.name.endswith((".tar.gz", ".tgz")):
+        x, y = read_cifar10_jpeg(path, split)
+        return x, y, {"classes": CIFAR10_CLASSES, "name": name}
     if path.suffix == ".npz":
         x, y, extra = read_npz(path, split)
         info = {"name": name}

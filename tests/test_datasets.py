@@ -342,3 +342,39 @@ def test_real_mnist(shared_dir):
     assert x.shape == (10000, 28, 28) and y.max() == 9
     ds = D.load_dataset(folder, "test", n=200, seed=3)
     assert ds.x.shape == (200, 1, 28, 28) and np.bincount(ds.y).tolist() == [20] * 10
+
+
+def test_cifar10_jpeg_archive(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    import io
+    import tarfile
+
+    from eventsnn.datasets import CIFAR10_CLASSES, load_dataset, read_cifar10_jpeg
+
+    rng = np.random.default_rng(0)
+    arch = tmp_path / "c.tar.gz"
+    with tarfile.open(arch, "w:gz") as tar:
+        for split, cls, k in [("test", "dog", 1), ("test", "airplane", 0), ("train", "cat", 0)]:
+            buf = io.BytesIO()
+            pil.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+            data = buf.getvalue()
+            info = tarfile.TarInfo(f"{split}/{cls}/{k:04d}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    x, y = read_cifar10_jpeg(arch, "test")
+    assert x.shape == (2, 32, 32, 3) and x.dtype == np.uint8
+    assert [CIFAR10_CLASSES[i] for i in y] == ["airplane", "dog"]   # sorted by name
+    ds = load_dataset(arch, split="train")
+    assert ds.x.shape == (1, 3, 32, 32) and ds.classes[ds.y[0]] == "cat"
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="tar.gz"):
+        read_cifar10_jpeg(bad)
+
+
+def test_real_cifar10_jpeg_archive(shared_dir):
+    pytest.importorskip("PIL")
+    from eventsnn.datasets import read_cifar10_jpeg
+
+    x, y = read_cifar10_jpeg(shared_dir / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz", "test")
+    assert x.shape == (10000, 32, 32, 3) and np.bincount(y).tolist() == [1000] * 10
