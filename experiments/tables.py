@@ -125,6 +125,42 @@ def energy_table(results):
     return "\n".join(lines) + "\n"
 
 
+def iso_accuracy_table(results, margins=(0.02, 0.01, 0.005)):
+    """Steps and energy each configuration needs to come within a margin of the ANN.
+
+    E_SNN/E_ANN at step t = (Σ_{t'≤t} SynOps(t') · E_AC + input MACs · E_MAC) / (MACs_ANN · E_MAC),
+    the same model as eventsnn.energy (45nm-fp32), from the per-step SynOps of the merged runs.
+    """
+    mac, ac = 4.6, 0.9
+    lines = ["#### Iso-accuracy: first T at which the SNN is within a margin of the ANN (same images), "
+             "and E_SNN/E_ANN at that T",
+             "", "| model | configuration | " + " | ".join(f"ANN − {100 * m:g} pt: T, energy" for m in margins)
+             + " | images |", "|---|---|" + "---|" * (len(margins) + 1)]
+    for model, res in results.items():
+        macs = res.get("ann", {}).get("macs_per_image")
+        if not macs:
+            continue
+        for c in TABLE1_ORDER:
+            r = res["configs"].get(c)
+            if r is None or "same_as" in r or not r.get("synops_per_image_per_step"):
+                continue
+            a = r["ann_accuracy_same_images"]
+            cum, cells = 0.0, []
+            cums = []
+            for v in r["synops_per_image_per_step"]:
+                cum += v
+                cums.append(cum)
+            for m in margins:
+                t = next((i + 1 for i, v in enumerate(r["accuracy"]) if v >= a - m), None)
+                if t is None:
+                    cells.append(f"> {r['T']}")
+                else:
+                    e = (cums[t - 1] * ac + r["input_macs_per_image"] * mac) / (macs * mac)
+                    cells.append(f"{t}, {e:.2f}")
+            lines.append(f"| {model} | {r['label']} | " + " | ".join(cells) + f" | {coverage(r)} |")
+    return "\n".join(lines) + "\n"
+
+
 def firing_table(model, res):
     cfgs = [c for c in TABLE1_ORDER if c in res["configs"] and "same_as" not in res["configs"][c]
             and c not in ("pnorm-avgpool", "pnorm-lipool")]
@@ -263,7 +299,7 @@ def figures(results):
                     for t in ts:
                         q = next((q for q in byT[str(t)]["pooling"] if q["name"] == name), None)
                         ys.append(None if q is None or q["correct_ratio"] is None else q["correct_ratio"])
-                    ax.plot(ts, ys, "-o" if kind == "lipool" else "--s", label=f"{kind} {name}")
+                    ax.plot(ts, ys, "-o" if "(lipool)" in kind else "--s", label=f"{kind} {name}")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("time steps T")
             ax.set_ylabel("correct ratio")
@@ -285,6 +321,7 @@ def main():
         parts.append(table1(model, res))
     parts.append(table2(results))
     parts.append(energy_table(results))
+    parts.append(iso_accuracy_table(results))
     for model, res in results.items():
         parts.append(firing_table(model, res))
     for model, res in results.items():
