@@ -128,6 +128,13 @@ def main(argv=None):
         m = rx.merge(setup, c, ann)
         if m is None:
             continue
+        if vs_base_default(c, args.base) and (top / f"{args.base}.json").is_file():
+            # the default variant reuses the chunks of the main run: take its λ, rates and
+            # energy from the main run's merged file (same network, same images)
+            main_run = json.loads((top / f"{args.base}.json").read_text())
+            if main_run.get("n_images", 0) >= m["n_images"]:
+                for key in ("scales", "mean_if_firing_rate", "energy"):
+                    m[key] = main_run[key]
         scales = [np.mean(s) for s in m["scales"].values() if s is not None]
         rows.append({"name": c[len(f"cal-{args.base}-"):],
                      "config": c, "norm": v["norm"], "percentile": v["percentile"],
@@ -135,8 +142,10 @@ def main(argv=None):
                      "burst": v["burst"], "pooling": v["pooling"],
                      "accuracy": m["accuracy"], "T": m["T"], "n_images": m["n_images"],
                      "complete": m["complete"], "mean_scale": float(np.mean(scales)) if scales else float("nan"),
-                     "mean_if_firing_rate": m["mean_if_firing_rate"],
-                     "energy_ratio": {t: e.get("ratio") for t, e in m["energy"].items() if isinstance(e, dict)},
+                     "energy_ratio": {t: e.get("ratio") for t, e in m["energy"].items()
+                                      if isinstance(e, dict) and int(t) <= args.T},
+                     "mean_if_firing_rate": {t: v for t, v in m["mean_if_firing_rate"].items()
+                                             if int(t) <= args.T},
                      "ann_accuracy_same_images": m["ann_accuracy_same_images"]})
     if rows:
         T = min(r["T"] for r in rows)

@@ -161,6 +161,21 @@ def iso_accuracy_table(results, margins=(0.02, 0.01, 0.005)):
     return "\n".join(lines) + "\n"
 
 
+def timing_table(results):
+    """Simulation wall time of every merged run (sum over its chunks) and the machine."""
+    lines = ["#### Run times (simulation wall time summed over chunks; conversion not included)",
+             "", "| model | configuration | T | images | wall time | ms / image | machine | engine commits |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, res in results.items():
+        for c in TABLE1_ORDER:
+            r = res["configs"].get(c)
+            if r is None or "same_as" in r:
+                continue
+            lines.append(f"| {model} | {c} | {r['T']} | {r['n_images']} | {r['wall_s'] / 60:.1f} min | "
+                         f"{r['ms_per_image']:.0f} | {', '.join(r['machines'])} | {len(r['commits'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def firing_table(model, res):
     cfgs = [c for c in TABLE1_ORDER if c in res["configs"] and "same_as" not in res["configs"][c]
             and c not in ("pnorm-avgpool", "pnorm-lipool")]
@@ -324,6 +339,7 @@ def main():
     parts.append(iso_accuracy_table(results))
     for model, res in results.items():
         parts.append(firing_table(model, res))
+    parts.append(timing_table(results))
     for model, res in results.items():
         parts.append(calibration_table(model, res))
         parts.append(pooling_table(model, res))
