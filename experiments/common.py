@@ -7,12 +7,10 @@ paper's tables (Li & Zeng, IJCAI 2022) on real data with the public eventsnn API
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -26,8 +24,6 @@ FIGURES = HERE / "figures"
 CACHE = HERE / ".cache"          # converted networks, decoded CIFAR-10 (not committed)
 
 CIFAR_TGZ = SHARED / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
 
 # ------------------------------------------------------------------------ configurations
 # Table 1 of the paper (ablation) plus an average-pooling baseline. "paper_row" is the
@@ -152,23 +148,11 @@ def model_normalization(path, entry):
 
 def decode_cifar_tgz(src, out):
     """Decode the CIFAR-10 JPEG tar.gz into a uint8 npz (same layout as to_npz.py)."""
-    from PIL import Image
+    from eventsnn.datasets import read_cifar10_jpeg
 
-    parts = {"train": ([], []), "test": ([], [])}
-    images = []
-    with tarfile.open(src, "r|gz") as tar:
-        for m in tar:
-            if m.isfile() and m.name.endswith(".jpg"):
-                images.append((m.name, tar.extractfile(m).read()))
-    for name, data in sorted(images):
-        split, cls, _ = name.split("/")[-3:]
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        parts[split][0].append(np.asarray(img, dtype=np.uint8))
-        parts[split][1].append(CIFAR10_CLASSES.index(cls))
     arrays = {}
-    for split, (xs, ys) in parts.items():
-        arrays[f"x_{split}"] = np.stack(xs)
-        arrays[f"y_{split}"] = np.asarray(ys, dtype=np.uint8)
+    for split in ("train", "test"):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = read_cifar10_jpeg(src, split)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
