@@ -22,15 +22,16 @@ from .report import write_report
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "convert", "analog_forward", "ann_activations",
+__all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "to_torch", "convert", "analog_forward", "ann_activations",
            "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult", "Analysis",
            "analyze", "analyze_simulation", "EnergyModel", "estimate_energy", "write_report"]
 
 
 def __getattr__(name):
-    # from_torch needs torch; resolve it only when asked for so `import eventsnn` stays light.
-    if name == "from_torch":
-        from .io.torch import from_torch
+    # from_torch / to_torch need torch; resolve them only when asked for so `import eventsnn`
+    # stays light.
+    if name in ("from_torch", "to_torch"):
+        from .io import torch as _torch_io
 
-        return from_torch
+        return getattr(_torch_io, name)
     raise AttributeError(f"module 'eventsnn' has no attribute {name!r}")
