@@ -312,3 +312,28 @@ def test_scatter_table_matches_axis_taps():
         for i in range(n_in):
             for o, kk in zip(out[ptr[i]:ptr[i + 1]], tap[ptr[i]:ptr[i + 1]]):
                 assert o * s - p + kk == i and 0 <= kk < k and 0 <= o < n_out
+
+
+def test_claim_next_hands_out_every_index_once():
+    """The driver's work queue: concurrent claims return 0, 1, 2, ... each exactly once."""
+    import numba
+
+    from eventsnn.kernels.simulate import claim_next
+
+    @numba.njit(parallel=True)
+    def claim_all(n, n_workers):
+        owner = np.full(n, -1, np.int64)
+        claims = np.zeros(n_workers, np.int64)
+        counter = np.zeros(1, np.int64)
+        for w in numba.prange(n_workers):
+            i = claim_next(counter)
+            while i < n:
+                owner[i] = w
+                claims[w] += 1
+                i = claim_next(counter)
+        return owner, claims, counter
+
+    n_workers = numba.get_num_threads()
+    owner, claims, final = claim_all(10_000, n_workers)
+    assert (owner >= 0).all() and claims.sum() == 10_000
+    assert final[0] == 10_000 + n_workers  # each worker's last claim is past the end

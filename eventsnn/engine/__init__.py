@@ -89,7 +89,8 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
         ``progress`` do not apply).
     batch_size : int, optional
         Images simulated together (numba engine); by default as many as fit in about
-        256 MiB of engine state (at most 512), see ``NumbaProgram.default_batch_size``.
+        256 MiB of per-image results and records (at most 512), see
+        ``NumbaProgram.default_batch_size``.
         Results do not depend on it.
     progress : bool
         Show a tqdm progress bar over batches (when there is more than one).

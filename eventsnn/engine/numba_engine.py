@@ -18,11 +18,13 @@ stored ``(kh, C_in, kw reversed, C_out)`` (row scatter, :func:`~eventsnn.kernels
 conv_rows_image`), strided ones ``(kh, kw, C_in, C_out)``, dense weights transposed
 ``(N_src, N_dst)``. Conversions to and
 from the public C-order layout happen only at the boundary (input currents, biases, records,
-outputs). Memory is O(parameters + neurons × batch); conv layers are never materialised.
+outputs). Memory is O(parameters + neurons × threads + outputs × batch), plus the per-neuron
+records requested; conv layers are never materialised.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..kernels import simulate as K
@@ -159,7 +161,7 @@ class NumbaProgram:
     """A :class:`~eventsnn.network.SpikingNetwork` compiled into flat kernel tables.
 
     Build once per network, then :meth:`run` batches of images. All populations are packed
-    one after the other (internal layout) into per-image rows of the state arrays.
+    one after the other (internal layout) into the state arrays of a worker thread.
     """
 
     def __init__(self, net):
@@ -212,22 +214,37 @@ class NumbaProgram:
         self.macs_per_image = direct_macs_per_image(net)
 
     def bytes_per_image(self, T, record=(), encoding="direct"):
-        """Memory the engine state of one image takes (bytes), as allocated by :meth:`run`."""
+        """Memory of the per-image arrays that :meth:`run` allocates (bytes).
+
+        Input currents (or Poisson spikes), per-step counters, outputs, burst histograms and
+        the requested per-neuron records; the simulation state is per thread
+        (:meth:`bytes_per_worker`).
+        """
         P, C = len(self.net.populations), len(self.net.connections)
         n = self.n_tot
-        per = (4 + 4 + 8 + 8) * n + 8 * self.n_in        # V, I, events, pool scratch, input events
-        per += 4 * self.n_lip + 8 * self.n_mg + 4 * self.n_const + 8 * self.n_hist
-        per += 8 * T * (2 * P + C) + 4 * T * self.net.output.size   # per-step counters, outputs
+        per = 4 * self.n_const + 8 * self.n_hist                      # input currents, histograms
+        per += 8 * T * (2 * P + C) + 4 * T * self.net.output.size     # per-step counters, outputs
         if encoding == "poisson":
             per += T * self.n_in
+        if "potential" in record:
+            per += 4 * n
         if "neuron_counts" in record:
             per += 8 * n
         if "trains" in record:
             per += 8 * T * n
         return int(per)
 
+    def bytes_per_worker(self):
+        """Memory of the simulation state that each worker thread allocates (bytes).
+
+        Potentials, currents, event lists (input included), pooling state and scratch of one
+        image, see :func:`eventsnn.kernels.simulate.simulate_batch`.
+        """
+        return int((4 + 4 + 8 + 8) * self.n_tot + 8 * self.n_in + 4 * self.n_lip
+                   + 8 * self.n_mg)
+
     def default_batch_size(self, T, record=(), encoding="direct", budget=256 * 2**20, cap=512):
-        """Images per batch so that the engine state fits in ``budget`` bytes (1 to ``cap``)."""
+        """Images per batch so that the per-image arrays fit in ``budget`` bytes (1 to ``cap``)."""
         return int(max(1, min(cap, budget // max(1, self.bytes_per_image(T, record, encoding)))))
 
     def _slice(self, a, k):
@@ -263,7 +280,6 @@ class NumbaProgram:
             const = np.zeros((B, 0), np.float32)
             spk = poisson_spikes(x, T, seed, first_index).reshape(T, B, -1)
             x_spk = np.ascontiguousarray(to_internal(spk, net.input_shape).transpose(1, 0, 2))
-        n_ev = self.n_tot + self.n_in
         P, C = len(pops), len(net.connections)
         out = pops[-1]
         outputs = np.zeros((B, T, out.size), np.float32)
@@ -271,19 +287,16 @@ class NumbaProgram:
         events = np.zeros((B, T, P), np.int64)
         synops = np.zeros((B, T, C), np.int64)
         hist = np.zeros((B, self.n_hist), np.int64)
-        V = np.zeros((B, self.n_tot), np.float32)
+        V = (np.zeros((B, self.n_tot), np.float32) if "potential" in record
+             else np.zeros((0, 0), np.float32))
         counts = (np.zeros((B, self.n_tot), np.int64) if "neuron_counts" in record
                   else np.zeros((0, 0), np.int64))
         trains = (np.zeros((B, T, self.n_tot), np.int64) if "trains" in record
                   else np.zeros((0, 0, 0), np.int64))
         K.simulate_batch(
-            T, table, self.theta, self.inc_ptr, self.inc_conn, conns, self.fbuf, self.ibuf,
-            self.bias, const, x_spk, V,
-            np.zeros((B, self.n_tot), np.float32), np.zeros((B, n_ev), np.int32),
-            np.zeros((B, n_ev), np.int32), np.zeros((B, self.n_lip), np.int32),
-            np.full((B, self.n_tot), -1, np.int32), np.zeros((B, self.n_tot), np.int32),
-            np.zeros((B, self.n_mg), np.int32), np.zeros((B, self.n_mg), np.int32),
-            outputs, spikes, events, synops, hist, counts, trains)
+            T, min(B, numba.get_num_threads()), table, self.theta, self.inc_ptr, self.inc_conn,
+            conns, self.fbuf, self.ibuf, self.bias, const, x_spk, self.n_lip, self.n_mg,
+            outputs, spikes, events, synops, hist, V, counts, trains)
 
         spiking = [(k, p) for k, p in enumerate(pops) if p.kind != "output"]
         records = {}

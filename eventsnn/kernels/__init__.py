@@ -5,10 +5,12 @@ Kernels take raw contiguous arrays and validate nothing; the engine prepares the
 Structure: the per-image kernels in :mod:`.neurons`, :mod:`.synapses` and :mod:`.pooling`
 update one population or deliver one connection's events for ONE image and ONE step, on 1-D
 arrays. :func:`.simulate.simulate_batch` runs the whole simulation of a batch: one parallel
-loop over images (``numba.prange``; every image's state is a disjoint row, so writes never
-collide), and inside it the time steps and the populations in order, calling the per-image
-kernels. One parallel launch per batch keeps thread hand-offs (expensive on a busy machine)
-out of the inner loops, and an image's state stays in the core's cache across layers.
+loop over worker threads (``numba.prange``), each with the private state of one image; a
+worker claims images one at a time from an atomic counter and runs their time steps and
+populations in order (:func:`.simulate.simulate_image`), calling the per-image kernels.
+Results go to each image's own rows, so writes never collide. One parallel launch per batch
+keeps thread hand-offs (expensive on a busy machine) out of the inner loops, and a worker's
+state stays in its core's cache across layers and images.
 
 Layouts: a population of shape ``(C, H, W)`` is stored channel-last, neuron
 ``(y * W + x) * C + c``; other shapes in their C order. The spike events of one population

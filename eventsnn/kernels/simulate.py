@@ -5,10 +5,20 @@ The network arrives as flat tables built by :class:`eventsnn.engine.numba_engine
 and :mod:`.pooling` do the work. Semantics: DESIGN.md "Simulation semantics" — at each step
 populations are updated in list order and a connection delivers the events its source emitted
 in the same step (zero synaptic delay).
+
+Parallelism: :func:`simulate_batch` starts one worker per thread; each worker allocates the
+state of ONE image (potentials, currents, event lists, pooling state), then repeatedly claims
+the next unsimulated image of the batch with an atomic counter (:func:`claim_next`), resets
+its state and simulates that image's ``T`` steps (:func:`simulate_image`). Images go to
+whichever thread is free (a thread slowed down by other processes takes fewer images), the
+state stays in the worker's cache from one image to the next, and the memory of the state is
+per thread, not per image.
 """
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from .neurons import burst_stats, count_events, if_image, output_image, spikes_to_events
 from .pooling import lipool_image, maxgate_image
@@ -48,16 +58,128 @@ def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
         return identity_image(ei, ec, ne, w, I)
 
 
-@njit(cache=True, parallel=True)
-def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
-                   V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur,
+@intrinsic
+def claim_next(typingctx, counter):
+    """Atomically ``old = counter[0]; counter[0] += 1``; returns ``old``.
+
+    ``counter`` is a 1-D int64 array shared by the threads of a parallel loop; every value is
+    returned to exactly one caller (a work queue of image indices).
+    """
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64
+            and counter.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", ary.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
+@njit(cache=True)
+def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
+                   V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur, nev,
                    outputs, spikes, events, synops, hist, counts, trains):
-    """Simulate a batch for ``T`` steps; images run in parallel, each one serially.
+    """Simulate image ``b`` of the batch for ``T`` steps in the state arrays of one worker.
+
+    ``V`` ... ``nev`` are the worker's state (one image, layouts as in :func:`simulate_batch`
+    without the batch axis); they are reset here. Results go to row ``b`` of ``outputs`` ...
+    ``trains`` (see :func:`simulate_batch`).
+    """
+    P = pops.shape[0]
+    n_tot = V.shape[0]
+    poisson = x_spk.shape[1] > 0
+    rec_counts = counts.shape[0] > 0
+    rec_trains = trains.shape[0] > 0
+    V[:] = 0.0
+    I[:] = 0.0
+    lip_h[:] = 0
+    stamp[:] = -1
+    mg_cum[:] = 0
+    mg_cur[:] = 0
+    nev[:] = 0
+    for t in range(T):
+        if poisson:
+            nev[P] = spikes_to_events(x_spk[b, t], ev_idx[n_tot:], ev_cnt[n_tot:])
+        for p in range(P):
+            kind = pops[p, P_KIND]
+            off = pops[p, P_OFF]
+            n = pops[p, P_N]
+            if kind == POP_IF or kind == POP_OUTPUT:
+                Ib = I[off:off + n]
+                for k in range(inc_ptr[p], inc_ptr[p + 1]):
+                    c = inc_conn[k]
+                    if conns[c, C_ACTIVE] == 0:
+                        continue
+                    s = conns[c, C_SRC]
+                    soff = n_tot if s == P else pops[s, P_OFF]
+                    synops[b, t, c] = deliver(conns[c], ev_idx[soff:], ev_cnt[soff:], nev[s],
+                                              fbuf, ibuf, Ib)
+                co = pops[p, P_CONST]
+                cst = const[b, co:co + n] if co >= 0 else bias[off:off + n]
+                if kind == POP_IF:
+                    ne = if_image(V[off:off + n], Ib, cst, theta[p], pops[p, P_GAMMA],
+                                  ev_idx[off:off + n], ev_cnt[off:off + n])
+                    h0 = pops[p, P_HIST]
+                    spikes[b, t, p] = burst_stats(ev_cnt[off:], ne,
+                                                  hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
+                else:
+                    output_image(V[off:off + n], Ib, cst)
+                    outputs[b, t, :] = V[off:off + n]
+                    continue
+            else:
+                c = pops[p, P_CONN]
+                s = conns[c, C_SRC]
+                soff = pops[s, P_OFF]
+                prm = conns[c]
+                a = C_ARGS
+                st = pops[p, P_STATE]
+                fo = ibuf[prm[C_FANOUT]:]
+                if kind == POP_LIPOOL:
+                    K = prm[a + 3] * prm[a + 4]
+                    ne, ops = lipool_image(
+                        t, ev_idx[soff:], ev_cnt[soff:], nev[s], prm[a], prm[a + 2],
+                        ibuf[prm[a + 10]:], ibuf[prm[a + 11]:], ibuf[prm[a + 12]:],
+                        ibuf[prm[a + 13]:], ibuf[prm[a + 14]:], ibuf[prm[a + 15]:],
+                        prm[a + 4], prm[a + 9], fo, lip_h[st:st + n * K],
+                        stamp[off:off + n], touched[off:off + n],
+                        ev_idx[off:off + n], ev_cnt[off:off + n])
+                else:
+                    ns = pops[s, P_N]
+                    ne, ops = maxgate_image(
+                        t, ev_idx[soff:], ev_cnt[soff:], nev[s], prm[a], prm[a + 1],
+                        prm[a + 2], prm[a + 3], prm[a + 4], prm[a + 5], prm[a + 6],
+                        prm[a + 7], prm[a + 8], ibuf[prm[a + 10]:], ibuf[prm[a + 11]:],
+                        ibuf[prm[a + 13]:], ibuf[prm[a + 14]:], prm[a + 9], fo,
+                        mg_cum[st:st + ns], mg_cur[st:st + ns],
+                        stamp[off:off + n], touched[off:off + n],
+                        ev_idx[off:off + n], ev_cnt[off:off + n])
+                synops[b, t, c] = ops
+                tot = 0
+                for e in range(ne):
+                    tot += ev_cnt[off + e]
+                spikes[b, t, p] = tot
+            nev[p] = ne
+            events[b, t, p] = ne
+            if rec_counts:
+                count_events(ev_idx[off:], ev_cnt[off:], ne, counts[b, off:off + n])
+            if rec_trains:
+                count_events(ev_idx[off:], ev_cnt[off:], ne, trains[b, t, off:off + n])
+
+
+@njit(cache=True, parallel=True)
+def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
+                   x_spk, n_lip, n_mg, outputs, spikes, events, synops, hist, potential, counts,
+                   trains):
+    """Simulate a batch for ``T`` steps: ``n_workers`` threads, each image on one thread.
 
     Parameters
     ----------
     T : int
         Number of steps.
+    n_workers : int
+        Parallel workers (at most the number of threads; 1 runs serially). Each allocates the
+        state of one image and simulates the images it claims one after the other.
     pops : int64 (P, P_NPARAM)
         Population table (kind, neuron offset, size, Γ, histogram offset, state offset,
         incoming pool connection, offset in ``const`` or -1), in update order.
@@ -76,16 +198,9 @@ def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, c
         input (at their ``P_CONST`` offset); the others use ``bias``.
     x_spk : int8 (B, T, N_in)
         Poisson-coded input spikes (internal layout), or ``(B, 0, 0)`` for direct coding.
-    V, I : float32 (B, N_tot)
-        Potentials and synaptic currents, packed (zero-initialised).
-    ev_idx, ev_cnt : int32 (B, N_tot + N_in)
-        Event lists of every population (at its offset) and of the input (at ``N_tot``).
-    lip_h : int32 (B, ·)
-        LIPool hidden units (at each LIPool population's state offset).
-    stamp, touched : int32 (B, N_tot)
-        Pooling scratch (``stamp`` initialised to -1).
-    mg_cum, mg_cur : int32 (B, ·)
-        Max-gate cumulative / current counts (at each max-gate population's state offset).
+    n_lip, n_mg : int
+        Sizes of the LIPool hidden units and of the max-gate counts of all pooling
+        populations (at each one's ``P_STATE`` offset).
     outputs : float32 (B, T, n_out)
         Output potentials after each step.
     spikes, events : int64 (B, T, P)
@@ -94,85 +209,44 @@ def simulate_batch(T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, c
         SynOps per step and connection.
     hist : int64 (B, ·)
         Burst histograms of IF populations (at their histogram offsets).
+    potential : float32 (B, N_tot) or (0, 0)
+        Final potentials, if recorded.
     counts : int64 (B, N_tot) or (0, 0)
         Total spikes per neuron, if recorded.
     trains : int64 (B, T, N_tot) or (0, 0, 0)
         Spikes per neuron and step, if recorded.
+
+    Notes
+    -----
+    Worker state (internal layout, populations packed at their offsets): potentials ``V``
+    and synaptic currents ``I`` (float32, N_tot); event lists ``ev_idx``, ``ev_cnt`` (int32,
+    N_tot + N_in: every population at its offset, the Poisson input at ``N_tot``); LIPool
+    hidden units ``lip_h`` and max-gate cumulative / current counts ``mg_cum``, ``mg_cur``
+    (int32); pooling scratch ``stamp``, ``touched`` (int32, N_tot); events per population
+    this step ``nev`` (int64, P + 1).
     """
-    B = V.shape[0]
+    B = outputs.shape[0]
     P = pops.shape[0]
-    n_tot = V.shape[1]
-    n_in = x_spk.shape[2]
-    poisson = x_spk.shape[1] > 0
-    rec_counts = counts.shape[0] > 0
-    rec_trains = trains.shape[0] > 0
-    for b in prange(B):
-        nev = np.zeros(P + 1, np.int64)
-        for t in range(T):
-            if poisson:
-                nev[P] = spikes_to_events(x_spk[b, t], ev_idx[b, n_tot:], ev_cnt[b, n_tot:])
-            for p in range(P):
-                kind = pops[p, P_KIND]
-                off = pops[p, P_OFF]
-                n = pops[p, P_N]
-                if kind == POP_IF or kind == POP_OUTPUT:
-                    Ib = I[b, off:off + n]
-                    for k in range(inc_ptr[p], inc_ptr[p + 1]):
-                        c = inc_conn[k]
-                        if conns[c, C_ACTIVE] == 0:
-                            continue
-                        s = conns[c, C_SRC]
-                        soff = n_tot if s == P else pops[s, P_OFF]
-                        synops[b, t, c] = deliver(conns[c], ev_idx[b, soff:], ev_cnt[b, soff:],
-                                                  nev[s], fbuf, ibuf, Ib)
-                    co = pops[p, P_CONST]
-                    cst = const[b, co:co + n] if co >= 0 else bias[off:off + n]
-                    if kind == POP_IF:
-                        ne = if_image(V[b, off:off + n], Ib, cst, theta[p],
-                                      pops[p, P_GAMMA], ev_idx[b, off:off + n],
-                                      ev_cnt[b, off:off + n])
-                        h0 = pops[p, P_HIST]
-                        spikes[b, t, p] = burst_stats(ev_cnt[b, off:], ne,
-                                                      hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
-                    else:
-                        output_image(V[b, off:off + n], Ib, cst)
-                        outputs[b, t, :] = V[b, off:off + n]
-                        continue
-                else:
-                    c = pops[p, P_CONN]
-                    s = conns[c, C_SRC]
-                    soff = pops[s, P_OFF]
-                    prm = conns[c]
-                    a = C_ARGS
-                    st = pops[p, P_STATE]
-                    fo = ibuf[prm[C_FANOUT]:]
-                    if kind == POP_LIPOOL:
-                        K = prm[a + 3] * prm[a + 4]
-                        ne, ops = lipool_image(
-                            t, ev_idx[b, soff:], ev_cnt[b, soff:], nev[s], prm[a], prm[a + 2],
-                            ibuf[prm[a + 10]:], ibuf[prm[a + 11]:], ibuf[prm[a + 12]:],
-                            ibuf[prm[a + 13]:], ibuf[prm[a + 14]:], ibuf[prm[a + 15]:],
-                            prm[a + 4], prm[a + 9], fo, lip_h[b, st:st + n * K],
-                            stamp[b, off:off + n], touched[b, off:off + n],
-                            ev_idx[b, off:off + n], ev_cnt[b, off:off + n])
-                    else:
-                        ns = pops[s, P_N]
-                        ne, ops = maxgate_image(
-                            t, ev_idx[b, soff:], ev_cnt[b, soff:], nev[s], prm[a], prm[a + 1],
-                            prm[a + 2], prm[a + 3], prm[a + 4], prm[a + 5], prm[a + 6],
-                            prm[a + 7], prm[a + 8], ibuf[prm[a + 10]:], ibuf[prm[a + 11]:],
-                            ibuf[prm[a + 13]:], ibuf[prm[a + 14]:], prm[a + 9], fo,
-                            mg_cum[b, st:st + ns], mg_cur[b, st:st + ns],
-                            stamp[b, off:off + n], touched[b, off:off + n],
-                            ev_idx[b, off:off + n], ev_cnt[b, off:off + n])
-                    synops[b, t, c] = ops
-                    tot = 0
-                    for e in range(ne):
-                        tot += ev_cnt[b, off + e]
-                    spikes[b, t, p] = tot
-                nev[p] = ne
-                events[b, t, p] = ne
-                if rec_counts:
-                    count_events(ev_idx[b, off:], ev_cnt[b, off:], ne, counts[b, off:off + n])
-                if rec_trains:
-                    count_events(ev_idx[b, off:], ev_cnt[b, off:], ne, trains[b, t, off:off + n])
+    n_tot = bias.shape[0]
+    n_ev = n_tot + x_spk.shape[2]
+    rec_potential = potential.shape[0] > 0
+    next_image = np.zeros(1, np.int64)
+    for _ in prange(n_workers):
+        V = np.empty(n_tot, np.float32)
+        I = np.empty(n_tot, np.float32)
+        ev_idx = np.empty(n_ev, np.int32)
+        ev_cnt = np.empty(n_ev, np.int32)
+        lip_h = np.empty(n_lip, np.int32)
+        stamp = np.empty(n_tot, np.int32)
+        touched = np.empty(n_tot, np.int32)
+        mg_cum = np.empty(n_mg, np.int32)
+        mg_cur = np.empty(n_mg, np.int32)
+        nev = np.empty(P + 1, np.int64)
+        b = claim_next(next_image)
+        while b < B:
+            simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
+                           x_spk, V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur,
+                           nev, outputs, spikes, events, synops, hist, counts, trains)
+            if rec_potential:
+                potential[b, :] = V
+            b = claim_next(next_image)
