@@ -12,7 +12,7 @@ order of accumulation does not matter. Integer outputs (events, counts, SynOps) 
 import numpy as np
 import pytest
 
-from eventsnn.engine.numba_engine import internal_order, scatter_table
+from eventsnn.engine.numba_engine import internal_order, scatter_table, to_internal, to_public
 from eventsnn.kernels import neurons, pooling, synapses
 from eventsnn.network import ConvConnection, PoolConnection
 
@@ -337,3 +337,18 @@ def test_claim_next_hands_out_every_index_once():
     owner, claims, final = claim_all(10_000, n_workers)
     assert (owner >= 0).all() and claims.sum() == 10_000
     assert final[0] == 10_000 + n_workers  # each worker's last claim is past the end
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (1, 2, 2), (4, 1, 1), (7,)])
+@pytest.mark.parametrize("lead", [(), (2,), (3, 2)])
+def test_layout_conversions_match_internal_order(shape, lead):
+    """to_internal / to_public (transposing copies) are the gathers by ``internal_order``."""
+    n = int(np.prod(shape))
+    a = np.random.default_rng(0).standard_normal(lead + (n,)).astype(np.float32)
+    order = internal_order(shape)
+    inner = to_internal(a, shape)
+    np.testing.assert_array_equal(inner, a[..., order])
+    assert inner.flags.c_contiguous and not np.shares_memory(inner, a)
+    public = to_public(inner, shape)
+    np.testing.assert_array_equal(public, a)
+    assert public.flags.c_contiguous and not np.shares_memory(public, inner)

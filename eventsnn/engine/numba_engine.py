@@ -48,15 +48,28 @@ def internal_order(shape):
 
 
 def to_internal(a, shape):
-    """``a`` (..., N) with neurons in public order -> internal order (contiguous copy)."""
-    return np.ascontiguousarray(a[..., internal_order(shape)])
+    """``a`` (..., N) with neurons in public order -> internal order (contiguous copy).
+
+    Equals ``a[..., internal_order(shape)]``, as one transposing copy (no gather).
+    """
+    a = np.asarray(a)
+    if len(shape) != 3:
+        return a.copy()
+    lead = a.shape[:-1]
+    return np.moveaxis(a.reshape(lead + tuple(shape)), -3, -1).copy().reshape(a.shape)
 
 
 def to_public(a, shape):
-    """``a`` (..., N) with neurons in internal order -> public C order (contiguous copy)."""
-    out = np.empty_like(a)
-    out[..., internal_order(shape)] = a
-    return out
+    """``a`` (..., N) with neurons in internal order -> public C order (contiguous copy).
+
+    The inverse of :func:`to_internal`: ``out[..., internal_order(shape)] = a``.
+    """
+    a = np.asarray(a)
+    if len(shape) != 3:
+        return a.copy()
+    c, h, w = shape
+    lead = a.shape[:-1]
+    return np.moveaxis(a.reshape(lead + (h, w, c)), -1, -3).copy().reshape(a.shape)
 
 
 def scatter_table(n_in, n_out, kernel, stride, pad_begin):
