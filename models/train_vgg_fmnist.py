@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Train the shipped Fashion-MNIST VGG-style CNN (PyTorch, CPU) and export it for eventsnn.
 
+``--dataset mnist`` trains the same network on MNIST (``models/mnist_vgg``, no flips).
+
 Architecture (only ops of eventsnn's Graph: conv, batchnorm, relu, maxpool, flatten,
 linear, identity for dropout)::
 
@@ -12,10 +14,12 @@ Usage::
 
     python models/train_vgg_fmnist.py --data ../shared/data/fashion-mnist --epochs 12 \\
         --out models/fmnist_vgg --threads 2
+    python models/train_vgg_fmnist.py --dataset mnist --epochs 4 --threads 1   # models/mnist_vgg
 
 Writes OUT.pt (state_dict), OUT.json (accuracy on the full test set, command, time,
 normalisation), checkpoints/OUT.ckpt (per epoch, --resume) and, when eventsnn.io.torch is
-available, the native Graph OUT.npz, also copied to eventsnn/models/ (the shipped model).
+available, the native Graph OUT.npz. Only the Fashion-MNIST model written to
+models/fmnist_vgg (the default) is also copied to eventsnn/models/ (the shipped model).
 """
 
 import json
@@ -28,6 +32,8 @@ from _train_common import base_parser, graph_accuracy, run, shared_data  # noqa:
 from architectures import vgg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+SHORT = {"fashion-mnist": "fmnist", "mnist": "mnist"}
+SHIPPED = "fmnist_vgg"
 
 
 def build_model(width=32, hidden=128, n_classes=10, dropout=0.3):
@@ -37,8 +43,17 @@ def build_model(width=32, hidden=128, n_classes=10, dropout=0.3):
                n_classes=n_classes, dropout=dropout)
 
 
+def is_shipped(out, dataset):
+    """True only for the Fashion-MNIST model written to models/fmnist_vgg (the default)."""
+    out = Path(out)
+    return (dataset == "fashion-mnist" and out.name in (SHIPPED, SHIPPED + ".npz")
+            and out.resolve().parent == (REPO / "models").resolve())
+
+
 def check_and_ship(graph, meta, out, log=print):
-    """Check the Graph forward on the shipped sample, record it, copy to eventsnn/models/."""
+    """Check the Graph forward on the shipped sample, record it, copy to eventsnn/models/.
+
+    The copy is made only for the shipped Fashion-MNIST model (see :func:`is_shipped`)."""
     from eventsnn.datasets import Normalization, load_dataset
 
     norm = Normalization.from_dict(meta["normalization"])
@@ -49,7 +64,7 @@ def check_and_ship(graph, meta, out, log=print):
     out = Path(out)
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     log(f"native graph accuracy on the {len(ds)} shipped test images: {acc:.4f}")
-    if out.resolve().parent == (REPO / "models").resolve():
+    if is_shipped(out, "fashion-mnist"):
         dest = REPO / "eventsnn" / "models"
         dest.mkdir(exist_ok=True)
         shutil.copy(out.with_suffix(".npz"), dest / out.with_suffix(".npz").name)
@@ -58,11 +73,21 @@ def check_and_ship(graph, meta, out, log=print):
 
 
 def main(argv=None):
-    p = base_parser(__doc__.splitlines()[0], shared_data("fashion-mnist"), epochs=12,
-                    out_default=str(REPO / "models" / "fmnist_vgg"), lr=0.05)
+    p = base_parser(__doc__.splitlines()[0], None, epochs=12, out_default=None, lr=0.05)
+    p.add_argument("--dataset", choices=sorted(SHORT), default="fashion-mnist",
+                   help="data set (default: %(default)s); sets the default --data and --out")
     p.add_argument("--width", type=int, default=32)
     args = p.parse_args(argv)
-    run(args, build_model(width=args.width), pad=2, flip=True, on_graph=check_and_ship)
+    if args.data is None:
+        args.data = shared_data(args.dataset)
+    if args.out is None:
+        args.out = str(REPO / "models" / f"{SHORT[args.dataset]}_vgg")
+    # the shipped-sample check only on Fashion-MNIST; check_and_ship copies into
+    # eventsnn/models/ only the shipped model (is_shipped), never an MNIST one
+    on_graph = check_and_ship if args.dataset == "fashion-mnist" else None
+    # MNIST digits are not mirror-symmetric: no flips there
+    run(args, build_model(width=args.width), pad=2, flip=args.dataset == "fashion-mnist",
+        on_graph=on_graph)
 
 
 if __name__ == "__main__":
