@@ -1,6 +1,8 @@
 """Numba kernels of the event-driven engine (:mod:`eventsnn.engine.numba_engine`).
 
 Kernels take raw contiguous arrays and validate nothing; the engine prepares the arrays.
+They are compiled with :func:`.caching.kernel_jit`: numba's on-disk cache, invalidated by an
+edit of any kernel source (the batch driver contains the kernels of the other modules).
 
 Structure: the per-image kernels in :mod:`.neurons`, :mod:`.synapses` and :mod:`.pooling`
 update one population or deliver one connection's events for ONE image and ONE step, on 1-D

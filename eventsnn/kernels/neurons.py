@@ -1,10 +1,11 @@
 """Per-image neuron kernels: burst IF neurons (Eq. 2-4, Algorithm 1), output integrator, events."""
 
 import numpy as np
-from numba import njit
+
+from .caching import kernel_jit
 
 
-@njit(cache=True)
+@kernel_jit()
 def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
     """One step of a population of burst IF neurons of one image; returns the event count.
 
@@ -49,7 +50,7 @@ def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
     return ne
 
 
-@njit(cache=True)
+@kernel_jit()
 def burst_stats(ev_cnt, n, hist):
     """Add the ``n`` events to the burst-size histogram ``hist``; return their spike total.
 
@@ -68,7 +69,7 @@ def burst_stats(ev_cnt, n, hist):
     return total
 
 
-@njit(cache=True)
+@kernel_jit()
 def output_image(U, I, const):
     """One step of the non-spiking output integrator of one image: ``U += I + const``; clear I."""
     for n in range(U.shape[0]):
@@ -76,14 +77,14 @@ def output_image(U, I, const):
         I[n] = 0.0
 
 
-@njit(cache=True)
+@kernel_jit()
 def count_events(ev_idx, ev_cnt, n, counts):
     """Add the multiplicity of each of the ``n`` events to its neuron: ``counts[idx] += cnt``."""
     for e in range(n):
         counts[ev_idx[e]] += ev_cnt[e]
 
 
-@njit(cache=True)
+@kernel_jit()
 def spikes_to_events(spk, ev_idx, ev_cnt):
     """Event list of a dense spike vector (e.g. Poisson input); returns the event count.
 

@@ -12,10 +12,10 @@ for every ``(oy, ky)`` of ``y_out/y_tap[y_ptr[y]:y_ptr[y+1]]`` and ``(ox, kx)`` 
 Each event costs ``s * fan_out[j]`` SynOps (weight-1 synapses to the windows covering ``j``).
 """
 
-from numba import njit
+from .caching import kernel_jit
 
 
-@njit(cache=True)
+@kernel_jit()
 def lipool_image(t, ev_idx, ev_cnt, n, c, w_in, y_ptr, y_out, y_tap, x_ptr, x_out, x_tap,
                  kw, w_out, fan_out, h, stamp, touched, out_idx, out_cnt):
     """One step of LIPooling (Eq. 12) for one image.
@@ -90,7 +90,7 @@ def lipool_image(t, ev_idx, ev_cnt, n, c, w_in, y_ptr, y_out, y_tap, x_ptr, x_ou
     return ne, ops
 
 
-@njit(cache=True)
+@kernel_jit()
 def maxgate_image(t, ev_idx, ev_cnt, n, c, h_in, w_in, kh, kw, sh, sw, pt, pl,
                   y_ptr, y_out, x_ptr, x_out, w_out, fan_out, cum, cur, stamp, touched,
                   out_idx, out_cnt):

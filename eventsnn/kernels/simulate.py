@@ -17,9 +17,10 @@ per thread, not per image.
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import intrinsic
 
+from .caching import kernel_jit
 from .neurons import burst_stats, count_events, if_image, output_image, spikes_to_events
 from .pooling import lipool_image, maxgate_image
 from .synapses import conv_rows_image, csr_image, dense_image, identity_image
@@ -36,7 +37,7 @@ C_ARGS = 6
 C_NPARAM = 22
 
 
-@njit(cache=True)
+@kernel_jit()
 def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
     """Deliver ``ne`` events ``(ei, ec)`` through connection ``prm`` (a table row) into ``I``.
 
@@ -76,7 +77,7 @@ def claim_next(typingctx, counter):
     return types.int64(counter), codegen
 
 
-@njit(cache=True)
+@kernel_jit()
 def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
                    V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur, nev,
                    outputs, spikes, events, synops, hist, counts, trains):
@@ -167,7 +168,7 @@ def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias
                 count_events(ev_idx[off:], ev_cnt[off:], ne, trains[b, t, off:off + n])
 
 
-@njit(cache=True, parallel=True)
+@kernel_jit(parallel=True)
 def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
                    x_spk, n_lip, n_mg, outputs, spikes, events, synops, hist, potential, counts,
                    trains):

@@ -6,10 +6,11 @@ kernel returns the SynOps of the events it delivered (int, exact).
 """
 
 import numpy as np
-from numba import njit
+
+from .caching import kernel_jit
 
 
-@njit(cache=True)
+@kernel_jit()
 def conv_image(ev_idx, ev_cnt, n, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x_out, x_tap,
                kw, c_out, w_out, weight, fan_out, I):
     """Scatter events of a channel-last ``(H, W, C_in)`` population through a convolution.
@@ -86,7 +87,7 @@ def conv_image(ev_idx, ev_cnt, n, c_in, w_in, y_ptr, y_out, y_tap, x_ptr, x_out,
     return ops
 
 
-@njit(cache=True, inline="always")
+@kernel_jit(inline="always")
 def _div(j, d, inv_d):
     """``j // d`` for ``0 <= j < 2**31`` from a float64 reciprocal (no integer division)."""
     q = np.int64(j * inv_d)
@@ -114,7 +115,7 @@ def row_weight(weight, stride_w=1):
     return np.ascontiguousarray(np.concatenate(parts))
 
 
-@njit(cache=True)
+@kernel_jit()
 def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out, h_out, w_out,
                     wr, fan_out, I):
     """Scatter events through a convolution, one kernel row at a time ("row scatter").
@@ -233,7 +234,7 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
     return ops
 
 
-@njit(cache=True)
+@kernel_jit()
 def dense_image(ev_idx, ev_cnt, n, wt, n_dst, I):
     """Scatter events through an all-to-all connection: ``I += s * wt[j]``.
 
@@ -252,7 +253,7 @@ def dense_image(ev_idx, ev_cnt, n, wt, n_dst, I):
     return ops
 
 
-@njit(cache=True)
+@kernel_jit()
 def csr_image(ev_idx, ev_cnt, n, indptr, indices, data, I):
     """Scatter events through an explicit sparse matrix (CSR, one row per source neuron).
 
@@ -272,7 +273,7 @@ def csr_image(ev_idx, ev_cnt, n, indptr, indices, data, I):
     return ops
 
 
-@njit(cache=True)
+@kernel_jit()
 def identity_image(ev_idx, ev_cnt, n, scale, I):
     """Scatter events one-to-one with a per-neuron scale: ``I[j] += s * scale[j]``. Returns SynOps."""
     ops = 0
