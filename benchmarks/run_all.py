@@ -3,8 +3,10 @@
 Runs, in order, ``bench_kernels.py`` (kernel roofline), ``bench_end_to_end.py`` (event engine vs
 dense PyTorch on ResNet20/56, the default model and VGG16 at T = 32, 64) and
 ``bench_scaling.py`` (time vs SynOps, VGG16 peak memory, 1 -> N threads), then writes
-``results/README.md`` with the headline numbers. ``--quick`` runs small subsets (a smoke test of
-a few minutes); results then go to ``results/quick/`` so they never overwrite a full run.
+``results/README.md`` with the headline numbers. ``--peers`` also runs ``peers.py`` (BrainCog and
+SpikingJelly on the same networks; install them by hand, see its docstring). ``--quick`` runs
+small subsets (a smoke test of a few minutes); results then go to ``results/quick/`` so they
+never overwrite a full run.
 
 Image counts of a full run: end to end ResNet20 64, ResNet56 32, default model 128, VGG16 32
 images at T = 32 and 64, each timed 3 times per engine (alternating), plus one prediction-
@@ -24,7 +26,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 
-def summary(kern, e2e, scal, one=None, fp64=()):
+def peers_lines(peers):
+    """Summary lines of ``peers.py``: accuracy at the largest T and CPU time per image per tool."""
+    lines = []
+    for net in (peers or {}).get("networks", []):
+        ok = [c for c in net["configs"] if "accuracy" in c and c["name"] in
+              ("eventsnn", "braincog p=0.999", "spikingjelly 99.9%")]
+        if not ok:
+            continue
+        T = max(int(t) for t in ok[0]["accuracy"])
+        parts = [f"{c['name']} {c['accuracy'][str(T)]:.2%} ({c['cpu_ms_per_image']:.0f} ms CPU/img"
+                 + (f", x{c['cpu_ratio_vs_eventsnn']:.2f}" if c["name"] != "eventsnn"
+                    and "cpu_ratio_vs_eventsnn" in c else "") + ")" for c in ok]
+        lines.append(f"- [Peers](peers.md) {net['network']}, {net['n_test']} images, T={T}, one "
+                     f"thread each: ANN {net['ann_accuracy']:.2%}; " + "; ".join(parts) + ".")
+    return lines
+
+
+def summary(kern, e2e, scal, one=None, fp64=(), peers=None):
     import numpy as np
 
     lines = ["# Benchmark results", "",
@@ -88,6 +107,7 @@ def summary(kern, e2e, scal, one=None, fp64=()):
                      f"{scal['memory']['network']} {scal['memory']['peak_rss_mb']:.0f} MB; "
                      f"1 -> {scal['threads_scaling']['threads']} threads "
                      f"x{scal['threads_scaling']['speedup']:.2f}.")
+    lines += peers_lines(peers)
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +120,9 @@ def main(argv=None):
     ap.add_argument("--per-core", action="store_true",
                     help="also compare both simulators on 1 thread (T=32, 16 images per network; "
                          "results/one_thread/): per-core ratios, robust on a loaded machine")
+    ap.add_argument("--peers", action="store_true",
+                    help="also run peers.py: BrainCog and SpikingJelly conversions of the same "
+                         "networks side by side (install them by hand, see peers.py)")
     ap.add_argument("--out", default=None, help="results folder (default results/ or results/quick/)")
     ap.add_argument("--summary", action="store_true",
                     help="only rebuild README.md from the JSON results already in the folder")
@@ -115,7 +138,8 @@ def main(argv=None):
         fp64 = [load(f.name) for f in sorted(out.glob("agreement_fp64_*.json"))]
         (out / "README.md").write_text(summary(load("kernels.json"), load("end_to_end.json"),
                                                load("scaling.json"),
-                                               load("one_thread/end_to_end.json"), fp64))
+                                               load("one_thread/end_to_end.json"), fp64,
+                                               load("peers.json")))
         print((out / "README.md").read_text())
         return
     import bench_end_to_end
@@ -138,7 +162,15 @@ def main(argv=None):
         for name, n in (("resnet20", 256), ("vgg16", 32)):
             fp64.append(check_agreement.run(name, n, 64, cifar=args.cifar,
                                             out=out / f"agreement_fp64_{name}.json"))
-    (out / "README.md").write_text(summary(kern, e2e, scal, one, fp64))
+    peers = None
+    if args.peers:
+        import peers as peers_bench
+
+        peers = peers_bench.run(cifar=args.cifar, out=out,
+                                n={"fmnist": 64, "resnet20": 16, "cifar10_vgg": 16} if args.quick else
+                                {"fmnist": 1000, "resnet20": 256, "cifar10_vgg": 256},
+                                T=32 if args.quick else 64)
+    (out / "README.md").write_text(summary(kern, e2e, scal, one, fp64, peers))
     print(f"run_all: {time.perf_counter() - t0:.0f} s; results in {out}")
 
 
