@@ -316,34 +316,32 @@ def run_braincog(bc, graph, xc, x, y, T, p, batches, probe, log):
     return out
 
 
-class ChannelZeroPad:
-    """Factory of a module computing zero padding of the channel axis with ops SpikingJelly accepts."""
+def channel_zero_pad(torch, before, after):
+    """A module that zero-pads the channel axis using only ops SpikingJelly's adapter accepts."""
 
-    @staticmethod
-    def make(torch, before, after):
-        class _ChannelZeroPad(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.before, self.after = int(before), int(after)
+    class ChannelZeroPad(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.before, self.after = int(before), int(after)
 
-            def forward(self, x):
-                parts = [x[:, :self.before] * 0] if self.before else []
-                parts.append(x)
-                if self.after:
-                    parts.append(x[:, :self.after] * 0)
-                return torch.cat(parts, 1)
+        def forward(self, x):
+            parts = [x[:, :self.before] * 0] if self.before else []
+            parts.append(x)
+            if self.after:
+                parts.append(x[:, :self.after] * 0)
+            return torch.cat(parts, 1)
 
-        return _ChannelZeroPad()
+    return ChannelZeroPad()
 
 
 def _sj_rewrite_pads(torch, model, shapes):
-    """Replace channel-only ConstantPad3d (zero) by ChannelZeroPad; returns the keys rewritten."""
+    """Replace channel-only zero ConstantPad3d by :func:`channel_zero_pad`; returns the keys rewritten."""
     done = []
     for key, mod in list(model.layers.named_children()):
         if isinstance(mod, torch.nn.ConstantPad3d) and float(mod.value) == 0.0:
             pl, pr, pt, pb, cb, ca = mod.padding
             if pl == pr == pt == pb == 0 and max(cb, ca) <= shapes[key][0]:
-                model.layers[key] = ChannelZeroPad.make(torch, cb, ca)
+                model.layers[key] = channel_zero_pad(torch, cb, ca)
                 done.append(key)
     return done
 
@@ -556,14 +554,13 @@ def markdown(res):
                 rows.append([c["name"]] + ["—"] * len(Ts) + ["—", "—", "—", "—",
                                                               c["error"].replace("|", "/")[:160]])
                 continue
-            acc = c["accuracy"]
+            acc, probe = c["accuracy"], c.get("batch_probe_cpu_ms_per_image")
             gap = acc[str(Ts[-1])] - net["ann_accuracy"]
             rows.append([c["name"]] + [_pct(acc[str(t)]) for t in Ts]
                         + [f"{gap * 100:+.2f}", f"{c['cpu_ms_per_image']:.1f}",
                            f"{c['wall_ms_per_image']:.1f}",
                            f"x{c['cpu_ratio_vs_eventsnn']:.2f}" if "cpu_ratio_vs_eventsnn" in c else "—",
-                           f"batch {c['batch_size']}"
-                           + (f"; probe {c['batch_probe_cpu_ms_per_image']}" if c.get('batch_probe_cpu_ms_per_image') else "")])
+                           f"batch {c['batch_size']}" + (f"; probe {probe}" if probe else "")])
         done = [c for c in net["configs"] if "accuracy" in c]
         if done:
             T = str(Ts[-1])

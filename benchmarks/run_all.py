@@ -26,24 +26,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 
-def peers_lines(peers):
+def peers_lines(peers, link="peers.md"):
     """Summary lines of ``peers.py``: accuracy at the largest T and CPU time per image per tool."""
     lines = []
     for net in (peers or {}).get("networks", []):
         ok = [c for c in net["configs"] if "accuracy" in c and c["name"] in
-              ("eventsnn", "braincog p=0.999", "spikingjelly 99.9%")]
+              ("eventsnn", "braincog p=0.999", "braincog p=0.99", "spikingjelly 99.9%")]
         if not ok:
             continue
         T = max(int(t) for t in ok[0]["accuracy"])
         parts = [f"{c['name']} {c['accuracy'][str(T)]:.2%} ({c['cpu_ms_per_image']:.0f} ms CPU/img"
                  + (f", x{c['cpu_ratio_vs_eventsnn']:.2f}" if c["name"] != "eventsnn"
                     and "cpu_ratio_vs_eventsnn" in c else "") + ")" for c in ok]
-        lines.append(f"- [Peers](peers.md) {net['network']}, {net['n_test']} images, T={T}, one "
+        lines.append(f"- [Peers]({link}) {net['network']}, {net['n_test']} images, T={T}, one "
                      f"thread each: ANN {net['ann_accuracy']:.2%}; " + "; ".join(parts) + ".")
     return lines
 
 
-def summary(kern, e2e, scal, one=None, fp64=(), peers=None):
+def summary(kern, e2e, scal, one=None, fp64=(), peers=None, more_peers=()):
     import numpy as np
 
     lines = ["# Benchmark results", "",
@@ -108,6 +108,8 @@ def summary(kern, e2e, scal, one=None, fp64=(), peers=None):
                      f"1 -> {scal['threads_scaling']['threads']} threads "
                      f"x{scal['threads_scaling']['speedup']:.2f}.")
     lines += peers_lines(peers)
+    for link, extra in more_peers:  # further peers.py runs in subfolders (e.g. more images)
+        lines += peers_lines(extra, link)
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +141,10 @@ def main(argv=None):
         (out / "README.md").write_text(summary(load("kernels.json"), load("end_to_end.json"),
                                                load("scaling.json"),
                                                load("one_thread/end_to_end.json"), fp64,
-                                               load("peers.json")))
+                                               load("peers.json"),
+                                               [(f"{f.parent.name}/peers.md",
+                                                 load(f"{f.parent.name}/peers.json"))
+                                                for f in sorted(out.glob("peers_*/peers.json"))]))
         print((out / "README.md").read_text())
         return
     import bench_end_to_end

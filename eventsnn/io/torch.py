@@ -1102,7 +1102,8 @@ def _node_module(torch, classes, node, in_shape):
         if op == "maxpool":
             if native:
                 return nn.MaxPool2d(kernel, stride, padding=(pt, pl))
-            return nn.Sequential(nn.ConstantPad2d((pl, pr, pt, pb), float("-inf")), nn.MaxPool2d(kernel, stride))
+            return nn.Sequential(nn.ConstantPad2d((pl, pr, pt, pb), float("-inf")),
+                                 nn.MaxPool2d(kernel, stride))
         if native:
             return nn.AvgPool2d(kernel, stride, padding=(pt, pl), count_include_pad=a["count_include_pad"])
         return classes["PaddedAvgPool"](kernel, stride, (pl, pr, pt, pb), a["count_include_pad"], in_shape)
