@@ -106,7 +106,11 @@ def summary(kern, e2e, scal, one=None, fp64=(), peers=None, more_peers=()):
                      f"{f['slope_s'] * 1e12:.0f} ps x synaptic updates (R² {f['r2']:.3f}); peak RSS "
                      f"{scal['memory']['network']} {scal['memory']['peak_rss_mb']:.0f} MB; "
                      f"1 -> {scal['threads_scaling']['threads']} threads "
-                     f"x{scal['threads_scaling']['speedup']:.2f}.")
+                     f"x{scal['threads_scaling']['speedup']:.2f}"
+                     + (f" (a pure compute loop timed alongside: "
+                        f"x{scal['threads_scaling']['ceiling_speedup']:.2f}, the most the "
+                        f"machine allowed then; load {scal['threads_scaling']['load'][0]:.1f})"
+                        if "ceiling_speedup" in scal["threads_scaling"] else "") + ".")
     lines += peers_lines(peers)
     for link, extra in more_peers:  # further peers.py runs in subfolders (e.g. more images)
         lines += peers_lines(extra, link)
