@@ -14,18 +14,24 @@ Predictions (``argmax U(t)``) are compared at every step: they must agree on >= 
 images; any disagreement is listed with its top-2 logit margin (float summation order differs
 between a convolution and a scatter of events, which can flip a near-tie).
 
-Agreement is also checked on more images (ResNet20 512, default model 1000) in one run each.
+Agreement is also checked on more images (ResNet20 512, the CIFAR-10 VGG 256, default model
+1000) in one run each.
 
-Networks: ResNet20 and ResNet56 (pretrained, CIFAR-10, ../shared/models/*.onnx), the shipped
-default model (Fashion-MNIST VGG, when it is shipped) and a full-width VGG16 (random weights,
-BatchNorm statistics calibrated on CIFAR-10) for scale; T = 32 and 64.
+Networks: ResNet20 and ResNet56 (pretrained, CIFAR-10, ../shared/models/*.onnx), the trained
+CIFAR-10 VGG-style net with max pooling (``models/cifar10_vgg.npz``, its own input
+normalisation from ``models/cifar10_vgg.json``), the shipped default model (Fashion-MNIST VGG,
+when it is shipped) and a full-width VGG16 (random weights, BatchNorm statistics calibrated on
+CIFAR-10) for scale; T = 32 and 64.
 
-Usage: ``python benchmarks/bench_end_to_end.py [--quick] [--cifar PATH] [--threads N]``
+Usage: ``python benchmarks/bench_end_to_end.py [--quick] [--cifar PATH] [--threads N]``;
+``--networks cifar10_vgg --merge`` runs one network and merges its entry into the results
+already in ``--out`` (the other networks' entries are kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -37,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 # images per network (full run) and in --quick mode
-FULL = {"resnet20": 64, "resnet56": 32, "fmnist": 128, "vgg16": 32}
+FULL = {"resnet20": 64, "resnet56": 32, "cifar10_vgg": 64, "fmnist": 128, "vgg16": 32}
 QUICK = {"resnet20": 8, "fmnist": 16}
 # prediction agreement on more images (one run each at the largest T; every t <= T compared)
-FULL_AGREE = {"resnet20": 512, "fmnist": 1000}
+FULL_AGREE = {"resnet20": 512, "cifar10_vgg": 256, "fmnist": 1000}
 QUICK_AGREE = {}
 N_CALIB = 256
 DENSE_BATCHES = (1, 8, 32)
@@ -105,6 +111,7 @@ def bench_network(name, data, Ts, repeat, quick, log, use_cache=True):
     sim = DenseTorchSNN(net, channels_last=cl)
     sim.run(x[:bs], 1)  # oneDNN builds its primitives per shape: not part of the timing
     entry = {"network": name, "images": int(len(x)), "data": data.get("source"),
+             "normalization": data.get("normalization"),
              "calibration": data.get("calib_note", f"{len(data['x_calib'])} CIFAR-10 train images"),
              "stats": stats, "conversion_seconds": round(conv_s, 1),
              "dense_tuning": [{"batch_size": b, "channels_last": c, "seconds_per_image": s}
@@ -189,8 +196,24 @@ def agreement_run(name, data, T, bs, cl, log):
     return out
 
 
+def merge_results(old, new):
+    """``old`` results with the networks (and agreement runs) of ``new`` replaced or added.
+
+    Each merged network entry keeps the machine description of its own run (``machine``)."""
+    ran = {e["network"] for e in new["networks"]}
+    merged = dict(old)
+    merged["networks"] = ([e for e in old["networks"] if e["network"] not in ran]
+                          + [{**e, "machine": new["machine"], "T": new["T"],
+                              "repeat": new["repeat"]} for e in new["networks"]])
+    merged["agreement"] = ([a for a in old.get("agreement", []) if a["network"] not in ran]
+                           + [{**a, "machine": new["machine"]} for a in new.get("agreement", [])])
+    merged["skipped"] = {**{k: v for k, v in old.get("skipped", {}).items() if k not in ran},
+                         **new.get("skipped", {})}
+    return merged
+
+
 def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, Ts=None,
-        networks=None, use_cache=True, images=None, agreement=True, log=print):
+        networks=None, use_cache=True, images=None, agreement=True, log=print, merge=False):
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
     threads = threads or common.default_threads()
     common.set_threads(threads)
@@ -210,7 +233,23 @@ def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, 
              if k in counts and agreement}
     n_cifar = max([counts[k] for k in counts if k != "fmnist"]
                   + [agree[k] for k in agree if k != "fmnist"], default=0)
-    cif = common.load_cifar(cifar, n_cifar, N_CALIB) if n_cifar else None
+    cif = {}  # normalised CIFAR-10 subsets per normalisation (cifar10_vgg has its own)
+
+    def cifar_data(name, n):
+        key = str(common.cifar_normalization(name)[1])
+        if key not in cif:
+            cif[key] = common.load_cifar(cifar, n_cifar, N_CALIB, network=name)
+        c = cif[key]
+        return {"x_test": c["x_test"][:n], "y_test": c["y_test"][:n], "x_calib": c["x_calib"],
+                "source": str(cifar), "normalization": c["normalization"]}
+
+    old = None
+    if merge and (Path(out) / "end_to_end.json").is_file():
+        old = json.loads((Path(out) / "end_to_end.json").read_text())
+
+    def save():
+        common.write_json(Path(out) / "end_to_end.json",
+                          merge_results(old, results) if old else results)
     for name, n in counts.items():
         if name == "fmnist":
             data = common.fmnist_data(n, N_CALIB)
@@ -220,26 +259,29 @@ def run(quick=False, cifar=None, threads=None, repeat=None, out=common.RESULTS, 
                 log(f"  skipping {name}: {results['skipped'][name]}")
                 continue
         else:
-            if not (common.MODELS / "meta.json").is_file():
+            if name == "cifar10_vgg" and not common.CIFAR10_VGG.is_file():
+                results["skipped"][name] = f"{common.CIFAR10_VGG} is absent"
+                continue
+            if not (common.MODELS / "meta.json").is_file() and name != "cifar10_vgg":
                 results["skipped"][name] = "../shared/models is absent"
                 continue
-            data = {"x_test": cif["x_test"][:n], "y_test": cif["y_test"][:n],
-                    "x_calib": cif["x_calib"], "source": str(cifar)}
+            data = cifar_data(name, n)
         results["networks"].append(bench_network(name, data, Ts, repeat, quick, log,
                                                  use_cache=use_cache))
-        common.write_json(Path(out) / "end_to_end.json", results)
+        save()
     results["agreement"] = []
     for name, n in agree.items():
         e = next((e for e in results["networks"] if e["network"] == name), None)
         if e is None:
             continue
-        data = (common.fmnist_data(n, N_CALIB) if name == "fmnist" else
-                {"x_test": cif["x_test"][:n], "y_test": cif["y_test"][:n],
-                 "x_calib": cif["x_calib"]})
+        data = common.fmnist_data(n, N_CALIB) if name == "fmnist" else cifar_data(name, n)
         results["agreement"].append(agreement_run(name, data, max(Ts), e["dense_batch_size"],
                                                   e["dense_channels_last"], log))
-        common.write_json(Path(out) / "end_to_end.json", results)
+        save()
     results["load_at_end"] = common.load_average()
+    if old:
+        info["load_at_end"] = results["load_at_end"]
+        results = merge_results(old, results)
     common.write_json(Path(out) / "end_to_end.json", results)
     (Path(out) / "end_to_end.md").write_text(markdown(results))
     log(f"  wrote {Path(out) / 'end_to_end.json'} and end_to_end.md")
@@ -271,6 +313,13 @@ def markdown(res):
         ["network", "T", "images", "event ms/img", "dense ms/img", "speed-up (wall)",
          "speed-up (CPU)", "agree @T", "agree all t", "SNN / ANN acc", "M SynOps/img",
          "dense M MACs/img", "dense batch", "load"], rows), ""]
+    for e in res["networks"]:
+        m = e.get("machine")
+        if m:  # merged in from a separate run (--merge)
+            lines.append(f"- {e['network']} was measured in a separate run (`--merge`) on "
+                         f"{m['date']}, git {m.get('git')}, threads: {m.get('threads')}, best of "
+                         f"{e.get('repeat')}; load average at start {m.get('load_average')}, at "
+                         f"the end {m.get('load_at_end')}.")
     for e in res["networks"]:
         for r in e["runs"]:
             for d in r["disagreements_at_T"]:
@@ -307,15 +356,18 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=None, help="timed runs per engine")
     ap.add_argument("--T", type=int, nargs="+", default=None, help="time steps (default 32 64)")
     ap.add_argument("--networks", nargs="+", default=None,
-                    help="subset of resnet20 resnet56 fmnist vgg16")
+                    help="subset of resnet20 resnet56 cifar10_vgg fmnist vgg16")
     ap.add_argument("--images", type=int, default=None, help="images per network (override)")
     ap.add_argument("--no-agreement", action="store_true",
                     help="skip the prediction-agreement runs on many images")
     ap.add_argument("--no-cache", action="store_true", help="convert again, ignore benchmarks/.cache")
     ap.add_argument("--out", default=str(common.RESULTS))
+    ap.add_argument("--merge", action="store_true",
+                    help="merge the networks run into the end_to_end.json already in --out "
+                         "(replacing their entries, keeping the others) and rebuild end_to_end.md")
     args = ap.parse_args(argv)
     run(args.quick, args.cifar, args.threads, args.repeat, args.out, args.T, args.networks,
-        not args.no_cache, args.images, not args.no_agreement)
+        not args.no_cache, args.images, not args.no_agreement, merge=args.merge)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ SHARED = REPO.parent / "shared"
 MODELS = SHARED / "models"
 CIFAR_JPEG = SHARED / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
 CIFAR_NPZ = Path("/work/cache/cifar10.npz")
+CIFAR10_VGG = REPO / "models" / "cifar10_vgg.npz"  # trained here; its own normalisation in .json
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
              512, 512, 512, "M"]
 
@@ -225,26 +226,43 @@ def default_cifar():
     return CIFAR_NPZ if CIFAR_NPZ.is_file() else CIFAR_JPEG
 
 
-def load_cifar(path, n_test, n_calib, seed=0):
+def cifar_normalization(network=None):
+    """``(Normalization, source)`` of a CIFAR-10 benchmark network's input.
+
+    ``cifar10_vgg`` (``models/cifar10_vgg.npz``) was trained with its own normalisation, stored in
+    ``models/cifar10_vgg.json``; the others (pretrained ResNets, the random VGG16) use
+    ``../shared/models/meta.json``.
+    """
+    from eventsnn.datasets import Normalization
+
+    if network == "cifar10_vgg":
+        side = CIFAR10_VGG.with_suffix(".json")
+        return Normalization.from_dict(json.loads(side.read_text())["normalization"]), side
+    meta = json.loads((MODELS / "meta.json").read_text())
+    return Normalization(meta["mean"], meta["std"]), MODELS / "meta.json"
+
+
+def load_cifar(path, n_test, n_calib, seed=0, network=None, calib_seed=None):
     """Normalised CIFAR-10 subsets: class-balanced ``n_test`` test and ``n_calib`` train images.
 
-    Normalisation (mean/std of the [0, 1]-scaled image) from ``../shared/models/meta.json``,
-    the one the pretrained ResNets were trained with.
+    Normalisation (mean/std of the [0, 1]-scaled image) of ``network``, see
+    :func:`cifar_normalization` (default: ``../shared/models/meta.json``, the one the pretrained
+    ResNets were trained with). Test subset drawn with ``seed``, calibration subset with
+    ``calib_seed`` (default ``seed + 1``).
 
     Returns
     -------
     dict with ``x_test`` float32 (n_test, 3, 32, 32), ``y_test`` int64, ``x_calib``,
     ``source`` (path) and ``normalization``.
     """
-    from eventsnn.datasets import Normalization, subset_indices
+    from eventsnn.datasets import subset_indices
 
-    meta = json.loads((MODELS / "meta.json").read_text())
-    norm = Normalization(meta["mean"], meta["std"])
+    norm, _ = cifar_normalization(network)
     raw = _raw_cifar(path)
     xt, yt = raw["test"]
     xc, yc = raw["train"]
     it = subset_indices(yt, int(n_test), seed)
-    ic = subset_indices(yc, int(n_calib), seed + 1)
+    ic = subset_indices(yc, int(n_calib), seed + 1 if calib_seed is None else calib_seed)
     return {"x_test": norm.apply(xt[it]), "y_test": np.asarray(yt[it], np.int64),
             "x_calib": norm.apply(xc[ic]), "source": str(path),
             "normalization": norm.to_dict()}
@@ -312,7 +330,9 @@ def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=pr
     """Convert (or load the cached conversion of) a benchmark network.
 
     ``name``: ``resnet20``, ``resnet56`` (ONNX), ``vgg16`` (full width, random + calibrated BN,
-    see :func:`vgg16_graph`) or ``fmnist`` (the shipped default model; ``x_calib`` are then its
+    see :func:`vgg16_graph`), ``cifar10_vgg`` (the trained VGG-style net with max pooling,
+    ``models/cifar10_vgg.npz``; ``x_calib`` normalised with its own statistics, see
+    :func:`cifar_normalization`) or ``fmnist`` (the shipped default model; ``x_calib`` are then its
     own images). Returns ``(net, graph, seconds)`` where ``seconds`` is the conversion time (0
     when loaded from the cache).
     """
@@ -321,8 +341,11 @@ def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=pr
     from eventsnn.network import load_network
 
     n_calib = len(x_calib)
-    cp = _cache_path(name, burst, pooling, n_calib)
-    gp = CACHE / f"{name}-graph-c{n_calib}.npz"
+    extra = ""
+    if name == "cifar10_vgg":  # a retrained model must not hit a stale cached conversion
+        extra = "-" + hashlib.sha1(CIFAR10_VGG.read_bytes()).hexdigest()[:8]
+    cp = _cache_path(name, burst, pooling, n_calib, extra)
+    gp = CACHE / f"{name}-graph-c{n_calib}{extra}.npz"
     if use_cache and cp.is_file() and gp.is_file():
         return load_network(cp), load_graph(gp), 0.0
     t0 = time.perf_counter()
@@ -330,6 +353,8 @@ def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=pr
         graph = onnx_graph(name)
     elif name == "vgg16":
         graph = vgg16_graph(x_calib)
+    elif name == "cifar10_vgg":
+        graph = load_graph(CIFAR10_VGG)
     elif name == "fmnist":
         graph = shipped_model()[0]
     else:

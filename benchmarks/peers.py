@@ -100,7 +100,7 @@ N_CALIB = 1000
 REPORT_T = (16, 32, 64)
 QUANTILE_MAX = 2 ** 24  # torch.quantile refuses larger inputs
 NETWORKS = ("fmnist", "resnet20", "cifar10_vgg")
-CIFAR10_VGG = common.REPO / "models" / "cifar10_vgg.npz"
+CIFAR10_VGG = common.CIFAR10_VGG
 
 
 class PeerMissing(RuntimeError):
@@ -194,23 +194,16 @@ def network_data(name, n_test, n_calib=N_CALIB, seed=0, cifar=None):
     if name in ("resnet20", "cifar10_vgg"):
         if name == "resnet20":
             graph = common.onnx_graph("resnet20")
-            meta = json.loads((common.MODELS / "meta.json").read_text())
-            norm = datasets.Normalization(meta["mean"], meta["std"])
             model = str(common.MODELS / "resnet20_cifar10.onnx")
         else:
             if not CIFAR10_VGG.is_file():
                 return None
             graph = load_graph(CIFAR10_VGG)
-            side = CIFAR10_VGG.with_suffix(".json")
-            norm = datasets.Normalization.from_dict(json.loads(side.read_text())["normalization"])
             model = str(CIFAR10_VGG)
         path = cifar or common.default_cifar()
-        raw = common._raw_cifar(path)
-        (xt, yt), (xc, yc) = raw["test"], raw["train"]
-        it = datasets.subset_indices(yt, int(n_test), seed)
-        ic = datasets.subset_indices(yc, int(n_calib), seed)
-        return {"graph": graph, "x_calib": norm.apply(xc[ic]), "x_test": norm.apply(xt[it]),
-                "y_test": np.asarray(yt[it], np.int64), "model": model,
+        d = common.load_cifar(path, n_test, n_calib, seed, network=name, calib_seed=seed)
+        return {"graph": graph, "x_calib": d["x_calib"], "x_test": d["x_test"],
+                "y_test": d["y_test"], "model": model,
                 "source": f"{path} (train {n_calib}, test {n_test}; class-balanced subsets, seed {seed})"}
     raise ValueError(f"unknown network {name!r}; choose from {NETWORKS}")
 

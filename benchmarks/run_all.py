@@ -67,13 +67,17 @@ def summary(kern, e2e, scal, one=None, fp64=(), peers=None, more_peers=()):
                          f"{r['event_wall_per_image'] * 1e3:.1f} ms/img vs dense torch "
                          f"{r['dense_wall_per_image'] * 1e3:.1f} ms/img: **x{r['ratio_wall']:.2f}**"
                          f" (CPU time x{r['ratio_cpu']:.2f}); predictions agree on "
-                         f"{r['agreement_at_T']:.2%} at T.")
+                         f"{r['agreement_at_T']:.2%} at T"
+                         + (f" (separate run, {e['machine']['date']}, load {r['load']['mean']})"
+                            if "machine" in e and r.get("load") else "") + ".")
     for e in (one or {}).get("networks", []):
         for r in e["runs"]:
             lines.append(f"- [One thread each](one_thread/end_to_end.md) {e['network']} T={r['T']}: "
                          f"event {r['event_cpu_per_image'] * 1e3:.1f} vs dense "
                          f"{r['dense_cpu_per_image'] * 1e3:.1f} ms CPU/img: "
-                         f"**x{r['ratio_cpu']:.2f}** per core.")
+                         f"**x{r['ratio_cpu']:.2f}** per core"
+                         + (f" (separate run, {e['machine']['date']})" if "machine" in e else "")
+                         + ".")
     if one and one.get("networks"):
         lines += ["", "Why the event engine is not faster per core: work and cost per operation "
                   "(one thread each, T=32):", "",
