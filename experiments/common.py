@@ -231,7 +231,9 @@ def git_commit():
 def write_json(path, obj, indent=1):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # a per-process temporary name: two runs of the same model (disjoint --chunks) may merge
+    # the same result file at the same moment
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=indent, default=_jsonable) + "\n")
     os.replace(tmp, path)
 

@@ -30,7 +30,8 @@ from common import CONFIGS, FIGURES, OURS, RESULTS, TABLE1_ORDER  # noqa: E402
 
 T1 = (16, 32, 64)
 T2 = (16, 32, 64, 128, 256)
-MODEL_ORDER = ["fmnist-vgg", "resnet20", "resnet56"]
+MODEL_ORDER = ["fmnist-vgg", "fmnist-resnet8", "mnist-vgg", "mnist-resnet8", "cifar10-vgg", "resnet20",
+               "resnet56"]
 
 
 def load_results():
