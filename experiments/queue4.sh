@@ -25,3 +25,12 @@ case "$1" in
   *) echo "usage: $0 B|C"; exit 2 ;;
 esac
 echo "queue4.sh $1: done $(date -u)"
+# Run by hand besides these chains, in the last 15 minutes (free CPU after the MNIST runs):
+#   nice -n 5 experiments/drive.sh 2 --model cifar10-vgg --T 64 --configs burst5-lipool:256 \
+#       --chunks 70-99 --stop-at 22:05
+#   nice -n 5 experiments/drive.sh 3 --model cifar10-vgg --T 64 \
+#       --configs pnorm,maxnorm,burst2-lipool,pnorm-lipool,pnorm-avgpool --chunks 99,98,...,40 --stop-at 22:05
+# (disjoint chunks from the other end, so the two processes of one model never ran the same chunk;
+# chain C's Table 1 step was stopped once the Burst Γ=5 row was complete, the rows were already
+# running in a separate process started when queue3.sh A ended)
+# and experiments/pooling.py --model mnist-vgg --n 500, experiments/pooling.py --model cifar10-vgg --n 300.
