@@ -326,6 +326,21 @@ def shipped_model():
     return load_graph(path), ds
 
 
+def ann_graph(name, x_calib=None):
+    """The ANN Graph of a benchmark network (``x_calib`` only for ``vgg16``'s BN statistics)."""
+    from eventsnn.graph import load_graph
+
+    if name in ("resnet20", "resnet56"):
+        return onnx_graph(name)
+    if name == "vgg16":
+        return vgg16_graph(x_calib)
+    if name == "cifar10_vgg":
+        return load_graph(CIFAR10_VGG)
+    if name == "fmnist":
+        return shipped_model()[0]
+    raise ValueError(f"unknown benchmark network {name!r}")
+
+
 def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=print):
     """Convert (or load the cached conversion of) a benchmark network.
 
@@ -349,16 +364,7 @@ def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=pr
     if use_cache and cp.is_file() and gp.is_file():
         return load_network(cp), load_graph(gp), 0.0
     t0 = time.perf_counter()
-    if name in ("resnet20", "resnet56"):
-        graph = onnx_graph(name)
-    elif name == "vgg16":
-        graph = vgg16_graph(x_calib)
-    elif name == "cifar10_vgg":
-        graph = load_graph(CIFAR10_VGG)
-    elif name == "fmnist":
-        graph = shipped_model()[0]
-    else:
-        raise ValueError(f"unknown benchmark network {name!r}")
+    graph = ann_graph(name, x_calib)
     log(f"  converting {name} (Γ={burst}, {pooling}, {n_calib} calibration images) ...")
     net = convert(graph, x_calib, burst=burst, pooling=pooling)
     seconds = time.perf_counter() - t0

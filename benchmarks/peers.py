@@ -100,7 +100,6 @@ N_CALIB = 1000
 REPORT_T = (16, 32, 64)
 QUANTILE_MAX = 2 ** 24  # torch.quantile refuses larger inputs
 NETWORKS = ("fmnist", "resnet20", "cifar10_vgg")
-CIFAR10_VGG = common.CIFAR10_VGG
 
 
 class PeerMissing(RuntimeError):
@@ -192,18 +191,15 @@ def network_data(name, n_test, n_calib=N_CALIB, seed=0, cifar=None):
         return {"graph": graph, "x_calib": tr.x, "x_test": te.x, "y_test": te.y, "source": src,
                 "model": str(path)}
     if name in ("resnet20", "cifar10_vgg"):
-        if name == "resnet20":
-            graph = common.onnx_graph("resnet20")
-            model = str(common.MODELS / "resnet20_cifar10.onnx")
-        else:
-            if not CIFAR10_VGG.is_file():
-                return None
-            graph = load_graph(CIFAR10_VGG)
-            model = str(CIFAR10_VGG)
+        if name == "cifar10_vgg" and not common.CIFAR10_VGG.is_file():
+            return None
+        model = (common.MODELS / "resnet20_cifar10.onnx" if name == "resnet20"
+                 else common.CIFAR10_VGG)
+        graph = common.ann_graph(name)
         path = cifar or common.default_cifar()
         d = common.load_cifar(path, n_test, n_calib, seed, network=name, calib_seed=seed)
         return {"graph": graph, "x_calib": d["x_calib"], "x_test": d["x_test"],
-                "y_test": d["y_test"], "model": model,
+                "y_test": d["y_test"], "model": str(model),
                 "source": f"{path} (train {n_calib}, test {n_test}; class-balanced subsets, seed {seed})"}
     raise ValueError(f"unknown network {name!r}; choose from {NETWORKS}")
 
