@@ -22,8 +22,8 @@ from numba.core.caching import CompileResultCacheImpl, FunctionCache
 
 def _source_files(directory):
     """``(name, mtime_ns, size)`` of the ``*.py`` files of ``directory``, sorted by name."""
-    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                 for p in sorted(Path(directory).glob("*.py")))
+    stats = ((p.name, p.stat()) for p in sorted(Path(directory).glob("*.py")))
+    return tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
 
 
 @functools.lru_cache(maxsize=None)
