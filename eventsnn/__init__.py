@@ -11,9 +11,8 @@ Importing eventsnn imports neither torch nor onnx; the importers load them when 
 """
 
 from .analysis import Analysis, analyze, analyze_simulation
-from .convert import analog_forward, ann_activations, convert
+from .convert import analog_forward, ann_activations, convert, fold_batchnorm
 from .engine import SimResult, simulate
-from .fold import fold_batchnorm
 from .graph import Graph, Node, load_graph
 from .io import load_onnx
 from .energy import EnergyModel, estimate_energy

@@ -21,9 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventsnn.calibrate import ScaleAccumulator, activation_scale, percentile_index
-from eventsnn.convert import NORMS, POOLINGS, analog_forward, ann_activations, convert
-from eventsnn.fold import fold_batchnorm
+from eventsnn.convert import NORMS, POOLINGS, analog_forward, ann_activations, convert, fold_batchnorm
+from eventsnn.convert.calibrate import ScaleAccumulator, activation_scale, percentile_index
 from eventsnn.graph import Graph, Node
 from eventsnn.network import (ConvConnection, DenseConnection, IdentityConnection,
                               SparseConnection, load_network)

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from .graph import OPS
+from ..graph import OPS
 
 __all__ = ["NORMS", "percentile_index", "ScaleAccumulator", "activation_scale", "collect_scales"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import Graph, Node
+from ..graph import Graph, Node
 
 __all__ = ["fold_batchnorm"]
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .graph import OPS, Node, conv2d
-from .network import (ConvConnection, DenseConnection, IdentityConnection,
+from ..graph import OPS, Node, conv2d
+from ..network import (ConvConnection, DenseConnection, IdentityConnection,
                       SparseConnection)
 
 __all__ = ["LinOp", "Scale", "Conv", "Dense", "Structural", "apply_chain", "compile_terms"]

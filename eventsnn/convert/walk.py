@@ -3,7 +3,7 @@
 :func:`convert` turns an :class:`eventsnn.graph.Graph` into a :class:`SpikingNetwork` of
 burst IF neurons (Algorithm 1), LIPooling / max-gate pooling populations (Eq. 12 / Eq. 11)
 and an output integrator, with weights normalised by per-layer factors λ (Eq. 6) measured
-on calibration data. :func:`analog_forward` runs the result as an ANN — the exact rate
+on calibration data. :func:`eventsnn.convert.analog.analog_forward` runs the result as an ANN — the exact rate
 limit of the SNN — and is the converter's correctness oracle.
 
 How the graph is walked
@@ -30,7 +30,7 @@ through) plus a per-neuron bias array of the node's shape.
   ``U(T)/T`` approximates the ANN logits).
 
 Every term of a population's input expression is compiled to one connection by
-:mod:`eventsnn.fusion` (conv stays weight-shared; other chains are materialised as CSR).
+:mod:`eventsnn.convert.fusion` (conv stays weight-shared; other chains are materialised as CSR).
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ import numpy as np
 from .calibrate import NORMS, collect_scales
 from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
-from .graph import OPS, Graph, bn_scale_shift, maxpool2d
-from .network import INPUT, PoolConnection, Population, SpikingNetwork
+from ..graph import OPS, Graph, bn_scale_shift
+from ..network import INPUT, PoolConnection, Population, SpikingNetwork
 
-__all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
+__all__ = ["convert", "NORMS", "POOLINGS"]
 
 POOLINGS = ("lipool", "maxgate", "avg")
 _LINEAR_OPS = ("conv", "linear", "batchnorm", "avgpool", "global_avgpool", "flatten", "reshape",
@@ -272,7 +272,7 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
     calib_x : array_like
         Calibration images ``(N, *graph.input_shape)``, float, normalised as for the ANN.
     norm : {"burst-percentile", "percentile", "max"}
-        How λ is taken from the activations of a layer (see :mod:`eventsnn.calibrate`):
+        How λ is taken from the activations of a layer (see :mod:`eventsnn.convert.calibrate`):
         the maximum; the p-th percentile of all values, zeros included (sorted index
         ``int(N p / 100) - 1``); or the authors' burst-aware percentile (values above 1
         divided by Γ before the percentile).
@@ -350,91 +350,3 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         "convert_seconds": round(time.perf_counter() - t0, 3),
     }
     return SpikingNetwork(folded.input_shape, populations, connections, meta)
-
-
-def _check_net_input(net, x):
-    if not isinstance(net, SpikingNetwork):
-        raise TypeError(f"expected a SpikingNetwork (from eventsnn.convert), got {type(net).__name__}")
-    x = np.asarray(x)
-    if x.ndim != len(net.input_shape) + 1 or x.shape[1:] != net.input_shape:
-        expected = "(B, " + ", ".join(map(str, net.input_shape)) + ")"
-        raise ValueError(f"x has shape {x.shape}, expected {expected}")
-    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
-        raise ValueError("x must be finite floating-point images normalised as for the ANN")
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def analog_forward(net, x):
-    """Run a :class:`SpikingNetwork` as an ANN: the exact rate limit of the SNN.
-
-    Each ``"if"`` population computes ``relu(Σ_in W·a_src + b)`` (no clipping at Γ —
-    rates above the burst limit are kept), pooling populations the max of their window
-    (as :meth:`PoolConnection.apply`, computed with :func:`eventsnn.graph.maxpool2d`: LIPool
-    recovers exactly this max, Eq. 12; for max-gate it is the ideal value), and the output
-    population ``Σ_in W·a_src + b``. With the
-    normalisation of Eq. 6, ``analog_forward(net, x)[pop] * pop.scale`` equals the ANN
-    activation the population approximates (:func:`ann_activations`).
-
-    Parameters
-    ----------
-    net : SpikingNetwork
-        A converted network.
-    x : array_like
-        Input batch ``(B, *net.input_shape)``.
-
-    Returns
-    -------
-    dict
-        Population name -> ``(B, *shape)`` float32 normalised activation (rate per step).
-    """
-    x = _check_net_input(net, x)
-    vals = {INPUT: x.reshape(len(x), -1)}
-    out = {}
-    for p in net.populations:
-        incoming = net.incoming(p.name)
-        if p.kind in ("lipool", "maxgate"):
-            c = incoming[0]  # max of non-negative rates with zero padding = PoolConnection.apply
-            src = vals[c.src].reshape((len(x),) + c.src_shape)
-            a = np.maximum(maxpool2d(src, c.kernel, c.stride, c.padding), 0).reshape(len(x), -1)
-        else:
-            a = np.zeros((len(x), p.size), dtype=np.float64)
-            for c in incoming:
-                a += c.apply(vals[c.src])
-            if p.bias is not None:
-                a += p.bias.reshape(-1)
-            if p.kind == "if":
-                a = np.maximum(a, 0.0)
-            a = a.astype(np.float32)
-        vals[p.name] = a
-        out[p.name] = a.reshape((len(x),) + p.shape)
-    return out
-
-
-def ann_activations(graph, net, x):
-    """The ANN activation each population approximates, in ANN units.
-
-    Parameters
-    ----------
-    graph : eventsnn.graph.Graph
-        The ANN that ``net`` was converted from (BN-folded or not: folding keeps the names
-        and values of all remaining nodes).
-    net : SpikingNetwork
-        The converted network.
-    x : array_like
-        Input batch ``(B, *graph.input_shape)``.
-
-    Returns
-    -------
-    dict
-        Population name -> ``(B, *shape)`` float32: the output of ``pop.ann_node``, passed
-        through a ReLU for the populations listed in ``net.meta["ann_relu"]``.
-    """
-    acts = graph.forward(x, return_all=True)
-    relu = set(net.meta.get("ann_relu", ()))
-    out = {}
-    for p in net.populations:
-        if p.ann_node is None:
-            continue
-        a = acts[p.ann_node]
-        out[p.name] = np.maximum(a, 0) if p.name in relu else a
-    return out
