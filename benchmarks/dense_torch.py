@@ -3,7 +3,7 @@
 This is how today's conversion toolboxes (BrainCog, SpikingJelly, snntoolbox) simulate a
 converted SNN: every step, every layer runs as a dense tensor operation on the spike tensor of
 the layer before, whether its entries are zero or not. It implements exactly the semantics of
-DESIGN.md ("Simulation semantics"), with the same weights, thresholds, Γ and pooling as the
+docs/design.md ("Simulation semantics"), with the same weights, thresholds, Γ and pooling as the
 event-driven engine, so the two can be timed side by side and their predictions compared.
 
 It is meant as a *fair* baseline, not a straw man: the constant current (bias + direct-coded
@@ -93,7 +93,7 @@ class DenseTorchSNN:
     def run(self, x, T):
         """Simulate ``T`` steps on a batch ``x`` (numpy or tensor, (B, *input_shape)).
 
-        Per step and population (list order, zero synaptic delay), as in DESIGN.md:
+        Per step and population (list order, zero synaptic delay), as in docs/design.md:
         ``V += I(t) + const``; ``s = clip(floor(V/θ), 0, Γ)``; ``V -= s·θ`` (Eq. 2-4), with
         ``const`` = bias + direct-coded input current (computed once); LIPool (Eq. 12) and
         max-gate (Eq. 11) on spike counts; the output integrator ``U += I(t) + const``.

@@ -9,7 +9,7 @@ windows (stride < kernel) are handled exactly.
 
 These are the standalone, whole-time-series forms of the ``"lipool"`` and ``"maxgate"``
 population kinds of :class:`eventsnn.network.Population`; both simulation engines implement
-the same rules step by step (DESIGN.md, "Simulation semantics", item 4).
+the same rules step by step (docs/design.md, "Simulation semantics", item 4).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every weight, bias, identity scale and input pixel is a small multiple of 2^-8 and thresholds
 are in {0.5, 0.75, 1, 1.25}, so every current, potential and output value the engines compute
-is exactly representable in float32 and float sums do not depend on their order (DESIGN.md:
+is exactly representable in float32 and float sums do not depend on their order (docs/design.md:
 the engines must then agree bit for bit). Magnitudes are bounded so that even the direct input
 currents (products of two multiples of 2^-8) stay exact over ``T <= MAX_T`` steps.
 

@@ -2,7 +2,7 @@
 
 Networks come from :mod:`strategies` (dyadic weights, biases, inputs and thresholds), where
 float arithmetic is exact and order-independent, so the two engines must agree bit for bit
-(DESIGN.md, "Simulation semantics").
+(docs/design.md, "Simulation semantics").
 """
 
 import numpy as np

@@ -1,6 +1,6 @@
 """Simulation of a :class:`~eventsnn.network.SpikingNetwork`: :func:`simulate`.
 
-Two engines implement the same clock-driven, event-driven semantics (DESIGN.md, "Simulation
+Two engines implement the same clock-driven, event-driven semantics (docs/design.md, "Simulation
 semantics"): ``"numba"`` (compiled kernels, the fast path) and ``"reference"`` (pure Python
 event queue, the oracle for small networks). Both return a :class:`SimResult`.
 """
@@ -70,7 +70,7 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
              seed=None, record=()):
     """Simulate a spiking network on a batch of images for ``T`` time steps.
 
-    Semantics (DESIGN.md, "Simulation semantics"): at each step ``t = 1..T`` populations are
+    Semantics (docs/design.md, "Simulation semantics"): at each step ``t = 1..T`` populations are
     updated in list order with zero synaptic delay. Burst IF neurons (Eq. 2-4, Algorithm 1):
     ``V += I(t) + b``, ``s = clip(floor(V/θ), 0, Γ)``, ``V -= s·θ``. LIPooling (Eq. 12) and
     max-gated pooling (Eq. 11) act on spike counts. The output integrator accumulates

@@ -1,6 +1,6 @@
 """The fast engine: event-driven simulation with Numba kernels (:mod:`eventsnn.kernels`).
 
-Semantics are those of DESIGN.md ("Simulation semantics"); see :func:`eventsnn.simulate`.
+Semantics are those of docs/design.md ("Simulation semantics"); see :func:`eventsnn.simulate`.
 Per step, populations are updated in list order. Before a population is updated, the events
 that each of its sources emitted in the same step (zero synaptic delay) are delivered through
 the incoming connections into its input current; an ``"if"`` population then integrates,

@@ -1,6 +1,6 @@
 """The reference engine: a plain-Python, event-by-event simulator (the oracle; small networks only).
 
-It implements DESIGN.md "Simulation semantics" as literally as possible and shares no code with
+It implements docs/design.md "Simulation semantics" as literally as possible and shares no code with
 the numba engine except the input encoders (:mod:`eventsnn.engine.encoding`, so both engines
 see the same input) and the connections' ``to_csr()`` export:
 

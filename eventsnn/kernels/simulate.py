@@ -2,7 +2,7 @@
 
 The network arrives as flat tables built by :class:`eventsnn.engine.numba_engine.NumbaProgram`
 (see the column constants below); the per-image kernels of :mod:`.neurons`, :mod:`.synapses`
-and :mod:`.pooling` do the work. Semantics: DESIGN.md "Simulation semantics" — at each step
+and :mod:`.pooling` do the work. Semantics: docs/design.md "Simulation semantics" — at each step
 populations are updated in list order and a connection delivers the events its source emitted
 in the same step (zero synaptic delay).
 
