@@ -296,7 +296,7 @@ def vgg16_graph(x_calib, seed=0):
     sys.path.insert(0, str(REPO / "models"))
     from architectures import vgg
 
-    from eventsnn.io.torch import from_torch
+    from eventsnn.io.torch_import import from_torch
 
     torch.manual_seed(seed)
     model = vgg(VGG16_CFG, in_ch=3, in_size=32, hidden=0, n_classes=10)

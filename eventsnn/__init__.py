@@ -30,7 +30,7 @@ def __getattr__(name):
     # from_torch / to_torch need torch; resolve them only when asked for so `import eventsnn`
     # stays light.
     if name in ("from_torch", "to_torch"):
-        from .io import torch as _torch_io
+        from . import io
 
-        return getattr(_torch_io, name)
+        return getattr(io, name)
     raise AttributeError(f"module 'eventsnn' has no attribute {name!r}")

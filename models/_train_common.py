@@ -4,7 +4,7 @@ Every script: loads raw uint8 data through :mod:`eventsnn.datasets`, fits the no
 on the *training* split (stored with the model as data), trains with SGD/Adam + cosine
 schedule and light augmentation, checkpoints every epoch (``--resume`` continues from the
 last checkpoint), evaluates on the full test split, writes ``<out>.pt`` (state_dict) and
-``<out>.json`` (accuracy, command, time, normalisation) and, when ``eventsnn.io.torch`` is
+``<out>.json`` (accuracy, command, time, normalisation) and, when ``eventsnn.io.torch_import`` is
 available, the native eventsnn Graph ``<out>.npz``.
 """
 
@@ -196,14 +196,14 @@ def train(args, model, pad=2, flip=True, log=print):
 
 
 def export_native(model, out, input_shape, log=print):
-    """Write the native eventsnn Graph ``<out>.npz`` via ``eventsnn.io.torch.from_torch``.
+    """Write the native eventsnn Graph ``<out>.npz`` via ``eventsnn.io.torch_import.from_torch``.
 
     Returns the Graph, or None when the importer is not available yet.
     """
     try:
-        from eventsnn.io.torch import from_torch
+        from eventsnn.io.torch_import import from_torch
     except ImportError as exc:
-        log(f"eventsnn.io.torch not available ({exc}); rerun with --convert-only later")
+        log(f"eventsnn.io.torch_import not available ({exc}); rerun with --convert-only later")
         return None
     model.eval()
     example = torch.zeros(1, *input_shape)

@@ -16,7 +16,7 @@ Usage::
     # interrupted? add --resume (continues from checkpoints/<OUT name>.ckpt)
 
 Writes OUT.pt, OUT.json (full-test-set accuracy, command, time, normalisation) and, with
-eventsnn.io.torch, the native Graph OUT.npz (default OUT: models/cifar10_vgg).
+eventsnn.io.torch_import, the native Graph OUT.npz (default OUT: models/cifar10_vgg).
 """
 
 import subprocess

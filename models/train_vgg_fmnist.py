@@ -17,7 +17,7 @@ Usage::
     python models/train_vgg_fmnist.py --dataset mnist --epochs 4 --threads 1   # models/mnist_vgg
 
 Writes OUT.pt (state_dict), OUT.json (accuracy on the full test set, command, time,
-normalisation), checkpoints/OUT.ckpt (per epoch, --resume) and, when eventsnn.io.torch is
+normalisation), checkpoints/OUT.ckpt (per epoch, --resume) and, when eventsnn.io.torch_import is
 available, the native Graph OUT.npz. Only the Fashion-MNIST model written to
 models/fmnist_vgg (the default) is also copied to eventsnn/models/ (the shipped model).
 """

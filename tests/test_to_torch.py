@@ -15,7 +15,8 @@ nn = torch.nn
 import eventsnn  # noqa: E402
 from eventsnn import datasets  # noqa: E402
 from eventsnn.graph import OPS, Graph, Node, load_graph  # noqa: E402
-from eventsnn.io.torch import _TO_TORCH_OPS, from_torch, to_torch  # noqa: E402
+from eventsnn.io.torch_export import _TO_TORCH_OPS, to_torch  # noqa: E402
+from eventsnn.io.torch_import import from_torch  # noqa: E402
 
 RTOL = 1e-5
 

@@ -11,7 +11,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 from eventsnn.graph import load_graph  # noqa: E402
-from eventsnn.io.torch import from_torch  # noqa: E402
+from eventsnn.io.torch_import import from_torch  # noqa: E402
 
 RTOL = 1e-4
 

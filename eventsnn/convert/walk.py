@@ -212,7 +212,7 @@ def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, b
     if not isinstance(graph, Graph):
         raise TypeError(
             f"convert needs an eventsnn.graph.Graph, got {type(graph).__name__}; import a model "
-            "with eventsnn.io.onnx.load_onnx / eventsnn.io.torch.from_torch or eventsnn.load_graph")
+            "with eventsnn.load_onnx, eventsnn.from_torch or eventsnn.load_graph")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; use one of {', '.join(map(repr, NORMS))}")
     if pooling not in POOLINGS:

@@ -14,10 +14,14 @@ __all__ = ["load_onnx", "from_torch", "to_torch", "SUPPORTED_ONNX_OPS"]
 
 
 def __getattr__(name):
-    # ``from_torch`` / ``to_torch`` live in eventsnn.io.torch; resolved lazily so this package
-    # stays light.
-    if name in ("from_torch", "to_torch"):
-        from . import torch as _torch_io
+    # ``from_torch`` (eventsnn.io.torch_import) and ``to_torch`` (eventsnn.io.torch_export) are
+    # resolved lazily so this package stays light.
+    if name == "from_torch":
+        from .torch_import import from_torch
 
-        return getattr(_torch_io, name)
+        return from_torch
+    if name == "to_torch":
+        from .torch_export import to_torch
+
+        return to_torch
     raise AttributeError(f"module 'eventsnn.io' has no attribute {name!r}")
