@@ -14,8 +14,10 @@ Conventions
   ``[height, width]``; output size is floor-mode,
   ``(n + p_begin + p_end - k) // s + 1``.
 
-The numpy helpers :func:`conv2d`, :func:`pool_windows`, :func:`maxpool2d`,
-:func:`avgpool2d` and :func:`out_size` are public and reused by the converter and tests.
+The numpy helpers :func:`conv2d`, :func:`maxpool2d` and :func:`avgpool2d` are public and
+reused by the converter and tests; the window geometry they share (:func:`out_size`,
+:func:`pool_windows`, the int/pair/padding normalisers) lives in :mod:`eventsnn.primitives`
+and is re-exported here.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+
+from .primitives import out_hw, out_size, pair, pool_windows, quad
 
 __all__ = [
     "Node",
@@ -52,82 +55,6 @@ _IM2COL_BYTES = 1 << 27  # conv2d processes the batch in chunks whose im2col mat
 # ---------------------------------------------------------------------------------------
 # Public numpy helpers (batched NCHW, float32)
 # ---------------------------------------------------------------------------------------
-
-
-def out_size(n: int, kernel: int, stride: int, pad_begin: int = 0, pad_end: int = 0) -> int:
-    """Floor-mode output length of a sliding window along one axis.
-
-    Parameters
-    ----------
-    n : int
-        Input length.
-    kernel, stride : int
-        Window length and step.
-    pad_begin, pad_end : int
-        Padding added before and after the input.
-
-    Returns
-    -------
-    int
-        ``(n + pad_begin + pad_end - kernel) // stride + 1`` (may be <= 0 when the
-        window does not fit; callers validate).
-    """
-    return (n + pad_begin + pad_end - kernel) // stride + 1
-
-
-def _pair(v) -> tuple[int, int]:
-    if np.ndim(v) == 0:
-        return int(v), int(v)
-    v = tuple(int(a) for a in v)
-    if len(v) == 1:
-        return v[0], v[0]
-    if len(v) != 2:
-        raise ValueError(f"expected an int or a pair [h, w], got {list(v)}")
-    return v
-
-
-def _quad(v) -> tuple[int, int, int, int]:
-    if np.ndim(v) == 0:
-        return (int(v),) * 4
-    v = tuple(int(a) for a in v)
-    if len(v) == 1:
-        return (v[0],) * 4
-    if len(v) == 2:
-        return v[0], v[1], v[0], v[1]
-    if len(v) != 4:
-        raise ValueError(
-            f"expected padding as an int, [ph, pw] or [top, left, bottom, right], got {list(v)}"
-        )
-    return v
-
-
-def pool_windows(x: np.ndarray, kernel, stride, padding=0, pad_value: float = 0.0) -> np.ndarray:
-    """Strided view of all 2-D sliding windows of a batched NCHW array.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Input ``(B, C, H, W)``.
-    kernel, stride : int or sequence of 2 ints
-        Window size ``[kh, kw]`` and step ``[sh, sw]``.
-    padding : int or sequence of 2 or 4 ints
-        ``[top, left, bottom, right]`` (a pair means symmetric ``[ph, pw]``).
-    pad_value : float
-        Value of padded elements (``-inf`` for max pooling, 0 for sums).
-
-    Returns
-    -------
-    numpy.ndarray
-        Read-only view ``(B, C, Ho, Wo, kh, kw)`` with floor-mode ``Ho, Wo``; element
-        ``[b, c, i, j, u, v]`` is padded-input position ``(i*sh + u, j*sw + v)``.
-    """
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride)
-    pt, pl, pb, pr = _quad(padding)
-    if pt or pl or pb or pr:
-        x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
-    win = sliding_window_view(x, (kh, kw), axis=(2, 3))
-    return win[:, :, ::sh, ::sw]
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0) -> np.ndarray:
@@ -206,10 +133,10 @@ def avgpool2d(x: np.ndarray, kernel, stride, padding=0, count_include_pad: bool 
     numpy.ndarray
         ``(B, C, Ho, Wo)`` float32.
     """
-    kh, kw = _pair(kernel)
+    kh, kw = pair(kernel)
     win = pool_windows(x, (kh, kw), stride, padding, 0.0)
     total = win.sum(axis=(4, 5), dtype=np.float32)
-    if count_include_pad or not any(_quad(padding)):
+    if count_include_pad or not any(quad(padding)):
         return np.ascontiguousarray(total / np.float32(kh * kw), dtype=np.float32)
     ones = np.ones((1, 1) + x.shape[2:], dtype=np.float32)
     count = pool_windows(ones, (kh, kw), stride, padding, 0.0).sum(axis=(4, 5))
@@ -317,8 +244,7 @@ def _window_shape(node: Node, shape, kernel, stride, padding) -> tuple[int, int]
         raise _fail(node, f"kernel {kernel} and stride {stride} must be >= 1")
     if min(padding) < 0:
         raise _fail(node, f"padding {padding} must be non-negative")
-    ho = out_size(h, kernel[0], stride[0], padding[0], padding[2])
-    wo = out_size(w, kernel[1], stride[1], padding[1], padding[3])
+    ho, wo = out_hw((h, w), kernel, stride, padding)
     if ho < 1 or wo < 1:
         raise _fail(
             node,
@@ -337,7 +263,7 @@ def _zero_macs(node: Node, in_shapes) -> int:
 
 def _conv_infer(node, in_shapes):
     c, h, w = _check_image(node, in_shapes[0])
-    if _pair(node.attrs.get("dilation", 1)) != (1, 1) or int(node.attrs.get("groups", 1)) != 1:
+    if pair(node.attrs.get("dilation", 1)) != (1, 1) or int(node.attrs.get("groups", 1)) != 1:
         raise _fail(node, f"dilation={node.attrs.get('dilation')} / groups={node.attrs.get('groups')} "
                           "are not supported (only dilation 1 and groups 1)")
     node.attrs.pop("dilation", None)
@@ -348,8 +274,8 @@ def _conv_infer(node, in_shapes):
     o, i, kh, kw = wt.shape
     if i != c:
         raise _fail(node, f"weight expects {i} input channels, input has {c} (shape {in_shapes[0]})")
-    stride = _attr_ints(node, "stride", _pair, [1, 1])
-    padding = _attr_ints(node, "padding", _quad, [0, 0, 0, 0])
+    stride = _attr_ints(node, "stride", pair, [1, 1])
+    padding = _attr_ints(node, "padding", quad, [0, 0, 0, 0])
     _bias_shape(node, o)
     ho, wo = _window_shape(node, (c, h, w), [kh, kw], stride, padding)
     return (o, ho, wo)
@@ -509,9 +435,9 @@ def _reshape_forward(node, xs):
 
 def _pool_infer(node, in_shapes):
     c, h, w = _check_image(node, in_shapes[0])
-    kernel = _attr_ints(node, "kernel", _pair)
-    stride = _attr_ints(node, "stride", _pair, kernel)
-    padding = _attr_ints(node, "padding", _quad, [0, 0, 0, 0])
+    kernel = _attr_ints(node, "kernel", pair)
+    stride = _attr_ints(node, "stride", pair, kernel)
+    padding = _attr_ints(node, "padding", quad, [0, 0, 0, 0])
     if padding[0] >= kernel[0] or padding[2] >= kernel[0] or padding[1] >= kernel[1] or padding[3] >= kernel[1]:
         raise _fail(node, f"padding {padding} must be smaller than the kernel {kernel} "
                           "(otherwise a window can lie entirely in the padding)")

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .primitives import out_hw
+
 POPULATION_KINDS = ("if", "lipool", "maxgate", "output")
 INPUT = "input"
 
@@ -250,8 +252,7 @@ class ConvConnection(Connection):
                              f"shape {self.weight.shape}")
         o, i, kh, kw = self.weight.shape
         c, h, w = self.src_shape
-        ho = (h + self.padding[0] + self.padding[2] - kh) // self.stride[0] + 1
-        wo = (w + self.padding[1] + self.padding[3] - kw) // self.stride[1] + 1
+        ho, wo = out_hw((h, w), (kh, kw), self.stride, self.padding)
         if i != c or self.dst_shape != (o, ho, wo):
             raise ValueError(
                 f"conv connection {self.name}: weight {self.weight.shape} with stride "
@@ -437,8 +438,7 @@ class PoolConnection(Connection):
         self.padding = _ints(self.padding, 4, "pool padding")
         self._require_images()
         c, h, w = self.src_shape
-        ho = (h + self.padding[0] + self.padding[2] - self.kernel[0]) // self.stride[0] + 1
-        wo = (w + self.padding[1] + self.padding[3] - self.kernel[1]) // self.stride[1] + 1
+        ho, wo = out_hw((h, w), self.kernel, self.stride, self.padding)
         if self.dst_shape != (c, ho, wo):
             raise ValueError(
                 f"pool connection {self.name}: kernel {self.kernel}, stride {self.stride}, padding "

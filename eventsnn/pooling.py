@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .primitives import out_hw, pool_windows, quad
+
 
 def _int_tuple(value, name, lengths):
     """``value`` as a tuple of ints, broadcasting a scalar to ``lengths[0]`` entries."""
@@ -52,9 +54,7 @@ def pool_geometry(shape, kernel_size, stride=None, padding=0):
     """
     kernel = _int_tuple(kernel_size, "kernel_size", (2,))
     stride = kernel if stride is None else _int_tuple(stride, "stride", (2,))
-    pad = _int_tuple(padding, "padding", (4, 2))
-    if len(pad) == 2:
-        pad = (pad[0], pad[1], pad[0], pad[1])
+    pad = quad(_int_tuple(padding, "padding", (4, 2)))
     if min(kernel) < 1 or min(stride) < 1:
         raise ValueError(f"kernel_size {kernel} and stride {stride} must be >= 1")
     if min(pad) < 0:
@@ -65,8 +65,7 @@ def pool_geometry(shape, kernel_size, stride=None, padding=0):
             f"kernel {kernel} is larger than the padded input {(h, w)}; use a smaller kernel "
             "or more padding"
         )
-    out_hw = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
-    return kernel, stride, pad, out_hw
+    return kernel, stride, pad, out_hw(shape[2:], kernel, stride, pad)
 
 
 def _windows(counts, kernel_size, stride, padding, caller):
@@ -84,11 +83,8 @@ def _windows(counts, kernel_size, stride, padding, caller):
         )
     if counts.size and counts.min() < 0:
         raise ValueError(f"{caller}: spike counts must be >= 0, found {counts.min()}")
-    kernel, stride, pad, (ho, wo) = pool_geometry(counts.shape, kernel_size, stride, padding)
-    padded = np.pad(counts.astype(np.int64),
-                    ((0, 0), (0, 0), (pad[0], pad[2]), (pad[1], pad[3])))
-    win = np.lib.stride_tricks.sliding_window_view(padded, kernel, axis=(2, 3))
-    win = win[:, :, ::stride[0], ::stride[1]][:, :, :ho, :wo]
+    kernel, stride, pad, _ = pool_geometry(counts.shape, kernel_size, stride, padding)
+    win = pool_windows(counts.astype(np.int64), kernel, stride, pad)
     return win.reshape(win.shape[:4] + (-1,))
 
 

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from ..graph import OPS, Node, conv2d
 from ..network import (ConvConnection, DenseConnection, IdentityConnection,
                       SparseConnection)
+from ..primitives import out_size
 
 __all__ = ["LinOp", "Scale", "Conv", "Dense", "Structural", "apply_chain", "compile_terms"]
 
@@ -146,7 +147,7 @@ def _compose_axis(n, k, s, kc, t, pc_begin, n_out):
     or None when the composition is not exact (windows overlap, a trailing input row is
     dropped by the pool, or the end padding would be negative).
     """
-    n_pool = (n - k) // s + 1
+    n_pool = out_size(n, k, s)
     if k > s or n_pool * s < n:
         return None
     kernel, stride, begin = (kc - 1) * s + k, s * t, pc_begin * s
