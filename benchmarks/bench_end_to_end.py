@@ -350,8 +350,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="ResNet20 (+ default model), 8 images, T=32")
     ap.add_argument("--cifar", default=None,
                     help="CIFAR-10 as an npz (x_train, y_train, x_test, y_test) or the JPEG "
-                         "tarball (default: /work/cache/cifar10.npz if present, else "
-                         "../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz)")
+                         "tarball (default: ../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz, "
+                         "decoded once into .cache/)")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: all usable CPUs)")
     ap.add_argument("--repeat", type=int, default=None, help="timed runs per engine")
     ap.add_argument("--T", type=int, nargs="+", default=None, help="time steps (default 32 64)")

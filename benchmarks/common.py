@@ -1,6 +1,8 @@
-"""Shared helpers of the benchmark scripts: machine description, threads, data, networks.
+"""Shared helpers of the benchmark and experiment scripts: machine, threads, JSON, data, networks.
 
-Nothing here is part of the eventsnn package; the scripts add this folder to ``sys.path``.
+Nothing here is part of the eventsnn package. The scripts of ``benchmarks/`` and
+``experiments/`` add this folder to ``sys.path`` and ``import common``. Data and pretrained
+models are read from ``../shared`` beside the repository, or from ``$EVENTSNN_SHARED``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 CACHE = HERE / ".cache"
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("EVENTSNN_SHARED", REPO.parent / "shared"))
 MODELS = SHARED / "models"
 CIFAR_JPEG = SHARED / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
-CIFAR_NPZ = Path("/work/cache/cifar10.npz")
+DATA_CACHE = REPO / ".cache"  # decoded data sets, shared by benchmarks and experiments
 CIFAR10_VGG = REPO / "models" / "cifar10_vgg.npz"  # trained here; its own normalisation in .json
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
              512, 512, 512, "M"]
@@ -101,15 +103,25 @@ def machine_info(threads=None):
         info["torch"] = None
     if threads is not None:
         info["threads"] = threads
+    info["git"] = git_revision()
+    return info
+
+
+def git_revision():
+    """Short commit of the checkout, with ``+dirty(eventsnn)`` when the package has edits."""
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
                                 "eventsnn"], capture_output=True, text=True, timeout=10).stdout
-        info["git"] = rev + ("+dirty(eventsnn)" if dirty.strip() else "")
+        return rev + ("+dirty(eventsnn)" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        info["git"] = None
-    return info
+        return None
+
+
+def now():
+    """The current UTC time, ISO 8601 (``2026-01-31T12:00:00Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def set_threads(n):
@@ -165,10 +177,17 @@ def cpu_seconds():
 
 # ------------------------------------------------------------------ output
 
-def write_json(path, obj):
+def write_json(path, obj, indent=1):
+    """Write ``obj`` as JSON (numpy scalars, arrays and paths allowed), atomically.
+
+    The file is written under a per-process temporary name and renamed, so two processes
+    that write the same result file at the same moment never leave a torn file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    os.replace(tmp, path)
 
 
 def _json_default(o):
@@ -178,6 +197,8 @@ def _json_default(o):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
@@ -199,31 +220,43 @@ def machine_md(info):
 
 # ------------------------------------------------------------------ CIFAR-10
 
-def _raw_cifar(path):
-    """Raw uint8 CIFAR-10 ``{split: (x (N,32,32,3), y)}`` from an npz or the JPEG tarball.
+def cifar_npz(path):
+    """``path`` itself if it is an npz, else the CIFAR-10 JPEG tarball decoded once to an npz.
 
-    Read with ``eventsnn.datasets.read_raw``; a decoded tarball is cached as npz in
-    ``benchmarks/.cache`` so later runs skip the JPEG decoding.
+    The decoded uint8 arrays (``x_train``, ``y_train``, ``x_test``, ``y_test``, read with
+    ``eventsnn.datasets.read_raw``) are cached in ``.cache/`` at the repository root, keyed by
+    the tarball's path, size and modification time, so later runs skip the JPEG decoding.
     """
     from eventsnn import datasets
 
     path = Path(path)
     if path.suffix == ".npz":
-        return {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
+        return path
     stat = path.stat()
     key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime}".encode()).hexdigest()[:12]
-    cached = CACHE / f"cifar10-{key}.npz"
+    cached = DATA_CACHE / f"cifar10-{key}.npz"
     if not cached.is_file():
+        print(f"decoding {path} -> {cached} (once)", flush=True)
         parts = {s: datasets.read_raw(path, s)[:2] for s in ("train", "test")}
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, **{f"{k}_{s}": v for s, (x, y) in parts.items()
-                            for k, v in (("x", x), ("y", y))})
-    return {s: datasets.read_raw(cached, s)[:2] for s in ("train", "test")}
+        DATA_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{f"{k}_{s}": v for s, (x, y) in parts.items()
+                         for k, v in (("x", x), ("y", y))})
+        os.replace(tmp, cached)
+    return cached
+
+
+def _raw_cifar(path):
+    """Raw uint8 CIFAR-10 ``{split: (x (N,32,32,3), y)}`` from an npz or the JPEG tarball."""
+    from eventsnn import datasets
+
+    npz = cifar_npz(path)
+    return {s: datasets.read_raw(npz, s)[:2] for s in ("train", "test")}
 
 
 def default_cifar():
-    """The decoded development npz when present, else the JPEG tarball in ../shared."""
-    return CIFAR_NPZ if CIFAR_NPZ.is_file() else CIFAR_JPEG
+    """The CIFAR-10 JPEG tarball in ``../shared`` (decoded once, see :func:`cifar_npz`)."""
+    return CIFAR_JPEG
 
 
 def cifar_normalization(network=None):

@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_experiment as rx  # noqa: E402
-from common import CONFIGS, now, write_json  # noqa: E402
+from configs import CONFIGS  # noqa: E402  (puts benchmarks/ on sys.path)
+from common import now, write_json  # noqa: E402
 
 
 def main(argv=None):

@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_experiment as rx  # noqa: E402
-from common import CONFIGS, RESULTS, now, write_json  # noqa: E402
+from configs import CONFIGS, RESULTS  # noqa: E402  (puts benchmarks/ on sys.path)
+from common import now, write_json  # noqa: E402
 
 PERCENTILES = (99.0, 99.9, 99.99, 100.0)
 SIZES = (100, 500, 1000, 5000)

@@ -1,29 +1,27 @@
-"""Shared pieces of the experiment scripts: model registry, data loading, configurations.
+"""What the experiments run: the configurations (Table 1 rows), the model registry, the data.
 
 Nothing here is part of the eventsnn package; the scripts in this folder reproduce the
-paper's tables (Li & Zeng, IJCAI 2022) on real data with the public eventsnn API.
+paper's tables (Li & Zeng, IJCAI 2022) on real data with the public eventsnn API. The
+helpers they share with the benchmarks (machine description, JSON output, CIFAR-10
+decoding, ``SHARED``) are in ``benchmarks/common.py``, put on ``sys.path`` here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED = Path(os.environ.get("EVENTSNN_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import CIFAR_JPEG, SHARED, cifar_npz  # noqa: E402
+
 RESULTS = HERE / "results"
 FIGURES = HERE / "figures"
-CACHE = HERE / ".cache"          # converted networks, decoded CIFAR-10 (not committed)
-
-CIFAR_TGZ = SHARED / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+CACHE = HERE / ".cache"          # converted networks (not committed)
 
 # ------------------------------------------------------------------------ configurations
 # Table 1 of the paper (ablation) plus an average-pooling baseline. "paper_row" is the
@@ -73,14 +71,6 @@ def pooling_collapse(graph, config):
 
 # ------------------------------------------------------------------------ model registry
 
-def _shipped_fmnist():
-    try:
-        from eventsnn.datasets import default_model_path
-        return default_model_path()[0]
-    except FileNotFoundError:
-        return REPO / "models" / "fmnist_vgg.npz"
-
-
 def registry():
     """Known models: name -> dict(path, dataset, normalization (dict or None), chunk)."""
     reg = {}
@@ -92,12 +82,12 @@ def registry():
     for depth in (20, 56):
         reg[f"resnet{depth}"] = dict(path=SHARED / "models" / f"resnet{depth}_cifar10.onnx",
                                      dataset="cifar10", normalization=norm, chunk=100)
-    reg["fmnist-vgg"] = dict(path=_shipped_fmnist(), dataset="fashion-mnist", normalization=None,
-                             chunk=500)
+    reg["fmnist-vgg"] = dict(path=REPO / "eventsnn" / "models" / "fmnist_vgg.npz",
+                             dataset="fashion-mnist", normalization=None, chunk=500)
     # any other trained native model in models/ with a sidecar JSON (normalisation, data)
     for npz in sorted((REPO / "models").glob("*.npz")):
         name = npz.stem.replace("_", "-")
-        if name == "fmnist-vgg" or name in reg:
+        if name in reg:
             continue
         side = npz.with_suffix(".json")
         info = json.loads(side.read_text()) if side.is_file() else {}
@@ -146,24 +136,9 @@ def model_normalization(path, entry):
 
 # ------------------------------------------------------------------------ data
 
-def decode_cifar_tgz(src, out):
-    """Decode the CIFAR-10 JPEG tar.gz into a uint8 npz (same layout as to_npz.py)."""
-    from eventsnn.datasets import read_cifar10_jpeg
-
-    arrays = {}
-    for split in ("train", "test"):
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = read_cifar10_jpeg(src, split)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out)
-    return out
-
-
 def default_data(dataset):
     if dataset == "cifar10":
-        return str(CIFAR_TGZ)
+        return str(CIFAR_JPEG)
     if dataset in ("fashion-mnist", "mnist"):
         return str(SHARED / "data" / dataset)
     raise SystemExit(f"no default data for {dataset!r}; pass --data")
@@ -175,12 +150,7 @@ def load_split(data, split, normalization):
 
     p = Path(data)
     if p.name.endswith(".tar.gz") or p.name.endswith(".tgz"):
-        key = hashlib.sha256(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime}".encode()).hexdigest()[:12]
-        cached = CACHE / f"cifar10-{key}.npz"
-        if not cached.is_file():
-            print(f"decoding {p} -> {cached} (once)", flush=True)
-            decode_cifar_tgz(p, cached)
-        p = cached
+        p = cifar_npz(p)
     return load_dataset(str(p), split, normalization=normalization)
 
 
@@ -191,64 +161,3 @@ def test_order(n_total, seed=0):
     order makes every prefix of chunks an unbiased random subset of the test set.
     """
     return np.random.default_rng(seed).permutation(n_total)
-
-
-# ------------------------------------------------------------------------ bookkeeping
-
-def machine():
-    """CPU model, logical cores, load average and host name."""
-    model = platform.processor() or ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        for line in out.splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "loadavg": list(os.getloadavg()),
-            "host": platform.node(), "numba_threads": _numba_threads()}
-
-
-def _numba_threads():
-    try:
-        import numba
-        return int(numba.get_num_threads())
-    except Exception:  # noqa: BLE001 - informational only
-        return None
-
-
-def git_commit():
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "eventsnn"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + ("+dirty-eventsnn" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def write_json(path, obj, indent=1):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a per-process temporary name: two runs of the same model (disjoint --chunks) may merge
-    # the same result file at the same moment
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, default=_jsonable) + "\n")
-    os.replace(tmp, path)
-
-
-def _jsonable(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_experiment as rx  # noqa: E402
-from common import machine, now, write_json  # noqa: E402
+import configs  # noqa: E402,F401  (puts benchmarks/ on sys.path for the shared helpers)
+from common import machine_info, now, write_json  # noqa: E402
 
 
 def main(argv=None):
@@ -57,7 +58,7 @@ def main(argv=None):
            "layers": [{k: v for k, v in L.items() if k in ("name", "firing_rate", "burst_factor",
                                                           "gamma_event_share", "capped_share")}
                       for L in d["layers"]],
-           "wall_s": time.perf_counter() - t0, "machine": machine(), "date": now()}
+           "wall_s": time.perf_counter() - t0, "machine": machine_info(), "date": now()}
     write_json(setup.out / f"errors_{args.config}_T{args.T}.json", out)
     print(f"accuracy SNN {d['accuracy']['snn_final']:.3f} ANN {d['accuracy']['ann']:.3f}; "
           f"output argmax agreement {d['output_error']['argmax_agreement_share']:.3f}")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_experiment as rx  # noqa: E402
-from common import CONFIGS, RESULTS, machine, now, write_json  # noqa: E402
+from configs import CONFIGS, RESULTS  # noqa: E402  (puts benchmarks/ on sys.path)
+from common import machine_info, now, write_json  # noqa: E402
 
 
 def main(argv=None):
@@ -64,7 +65,7 @@ def main(argv=None):
     write_json(setup.out / "pooling.json", {
         "model": setup.name, "n_images": len(idx), "test_order_seed": args.seed,
         "config_note": "Γ=1 p-Norm max-gate vs LIPool, and Burst Γ=5 + LIPool",
-        "runs": runs, "wall_s": walls, "machine": machine(), "date": now()})
+        "runs": runs, "wall_s": walls, "machine": machine_info(), "date": now()})
 
 
 if __name__ == "__main__":

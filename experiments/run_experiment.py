@@ -2,7 +2,7 @@
 """Resumable, chunked conversion + simulation runs on a full test set (paper Tables 1-2, Fig. 5).
 
 For a model (registry name, ONNX file or native .npz) and a list of configurations
-(``common.CONFIGS``: the rows of the paper's Table 1), this script
+(``configs.CONFIGS``: the rows of the paper's Table 1), this script
 
 1. measures the ANN accuracy on the whole test set once (``results/<model>/ann.json``);
 2. converts the ANN with ``eventsnn.convert``, calibrated on a seeded, class-balanced subset
@@ -47,9 +47,9 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import (CACHE, CONFIGS, RESULTS, convert_kwargs, git_commit, machine,  # noqa: E402
-                    now, write_json)
+import configs  # noqa: E402  (puts benchmarks/ on sys.path for the shared helpers)
+from common import git_revision, machine_info, now, write_json  # noqa: E402
+from configs import CACHE, CONFIGS, RESULTS, convert_kwargs  # noqa: E402
 
 REPORT_T = (16, 32, 64, 128, 256)
 
@@ -62,11 +62,11 @@ class Setup:
     def __init__(self, args):
         import eventsnn  # noqa: F401  (fail early if the venv is wrong)
 
-        self.name, self.path, entry = common.resolve_model(args.model)
-        self.graph = common.load_model(self.path)
-        self.norm = common.model_normalization(self.path, entry)
+        self.name, self.path, entry = configs.resolve_model(args.model)
+        self.graph = configs.load_model(self.path)
+        self.norm = configs.model_normalization(self.path, entry)
         dataset = entry.get("dataset")
-        self.data = args.data or (common.default_data(dataset) if dataset else None)
+        self.data = args.data or (configs.default_data(dataset) if dataset else None)
         if self.data is None:
             raise SystemExit(f"model {self.path} is not in the registry: pass --data")
         self.chunk = int(args.chunk_size or entry.get("chunk", 100))
@@ -78,7 +78,7 @@ class Setup:
 
     def test(self):
         if self._test is None:
-            self._test = common.load_split(self.data, "test", self.norm)
+            self._test = configs.load_split(self.data, "test", self.norm)
             if self._test.x.shape[1:] != tuple(self.graph.input_shape):
                 raise SystemExit(f"test images {self._test.x.shape[1:]} do not match the model "
                                  f"input {self.graph.input_shape}")
@@ -89,13 +89,13 @@ class Setup:
         from eventsnn.datasets import subset_indices
 
         if self._train is None:
-            self._train = common.load_split(self.data, "train", self.norm)
+            self._train = configs.load_split(self.data, "train", self.norm)
         tr = self._train
         idx = subset_indices(tr.y, int(n or self.calib_n), self.seed)
         return tr.x[idx], tr.y[idx], idx
 
     def order(self):
-        return common.test_order(len(self.test()), self.seed)
+        return configs.test_order(len(self.test()), self.seed)
 
     def n_chunks(self):
         n = len(self.test()) if self.args.n_test is None else min(self.args.n_test, len(self.test()))
@@ -121,7 +121,7 @@ def ann_accuracy(setup):
             "n_images": len(ds), "accuracy": float(correct.mean()),
             "correct": np.flatnonzero(correct).tolist(),  # test indices the ANN gets right
             "macs_per_image": int(sum(setup.graph.macs().values())),
-            "wall_s": time.perf_counter() - t0, "machine": machine(), "date": now()}
+            "wall_s": time.perf_counter() - t0, "machine": machine_info(), "date": now()}
     write_json(path, info)
     print(f"[{setup.name}] ANN accuracy {info['accuracy']:.4f} on {len(ds)} test images", flush=True)
     return info
@@ -170,7 +170,7 @@ def network(setup, config, nets):
                             "indices_sha256": hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()},
             "convert_s": conv_s, "populations": pops, "connections": conns,
             "net_meta": {k: v for k, v in net.meta.items() if k != "scales"},
-            "commit": git_commit(), "date": now(), "cache": str(cpath)})
+            "commit": git_revision(), "date": now(), "cache": str(cpath)})
         print(f"[{setup.name}/{config}] converted in {conv_s:.1f} s", flush=True)
     nets[config] = net
     return net
@@ -201,7 +201,7 @@ def run_chunk(setup, config, k, T, nets, batch_size):
     n_chunks, n_use = setup.n_chunks()
     idx = setup.order()[:n_use][k * setup.chunk:(k + 1) * setup.chunk]
     x, y = ds.x[idx], ds.y[idx]
-    m0 = machine()
+    m0 = machine_info()
     t0 = time.perf_counter()
     res = eventsnn.simulate(net, x, T, engine="numba", batch_size=batch_size, progress=False)
     wall = time.perf_counter() - t0
@@ -220,13 +220,13 @@ def run_chunk(setup, config, k, T, nets, batch_size):
         "input_macs": int(res.input_macs),
         "wall_s": wall, "ms_per_image": 1000 * wall / len(idx),
         "machine": m0, "loadavg_end": list(__import__("os").getloadavg()),
-        "commit": git_commit(), "date": now(),
+        "commit": git_revision(), "date": now(),
     }
     write_json(chunk_path(setup, config, k), rec, indent=None)
     acc = correct / len(idx)
     show = {t: round(float(acc[t - 1]), 3) for t in REPORT_T if t <= T}
     print(f"[{setup.name}/{config}] chunk {k}/{n_chunks} ({len(idx)} img) {wall:.1f} s "
-          f"({rec['ms_per_image']:.0f} ms/img, load {m0['loadavg'][0]:.1f}) acc {show} "
+          f"({rec['ms_per_image']:.0f} ms/img, load {m0['load_average'][0]:.1f}) acc {show} "
           f"ANN {rec['ann_correct'] / len(idx):.3f}", flush=True)
     return rec
 
@@ -301,12 +301,18 @@ def merge(setup, config, ann=None):
         "scales": {p["name"]: p["scale"] for p in meta.get("populations", []) if p["kind"] == "if"},
         "wall_s": sum(c["wall_s"] for c in chunks),
         "ms_per_image": 1000 * sum(c["wall_s"] for c in chunks) / n,
-        "machines": sorted({f"{c['machine']['cpu']} ({c['machine']['cores']} cores)" for c in chunks}),
+        "machines": sorted({_machine_label(c["machine"]) for c in chunks}),
         "commits": sorted({str(c.get("commit")) for c in chunks}),
         "date": now(),
     }
     write_json(setup.out / f"{config}.json", out)
     return out
+
+
+def _machine_label(m):
+    """``"CPU (n cores)"`` of a chunk's machine record (``cores``: chunks written before the
+    record came from ``common.machine_info``)."""
+    return f"{m['cpu']} ({m.get('logical_cpus', m.get('cores'))} cores)"
 
 
 def write_same_as(setup, config, base):
@@ -325,7 +331,7 @@ def parse_args(argv=None):
                    "models/*.npz stems) or a path to an .onnx / native .npz file")
     p.add_argument("--data", help="test/train data: CIFAR-10 jpeg .tar.gz, .npz (x_train/y_train/"
                    "x_test/y_test) or an IDX folder (default: the model's data set in ../shared/data)")
-    p.add_argument("--configs", default=",".join(common.TABLE1_ORDER),
+    p.add_argument("--configs", default=",".join(configs.TABLE1_ORDER),
                    help=f"comma-separated, from {list(CONFIGS)} (default: all); NAME:T "
                         "overrides --T for one configuration, e.g. burst5-lipool:256")
     p.add_argument("--T", type=int, default=64, help="simulated steps (default 64)")
@@ -372,20 +378,20 @@ def main(argv=None):
     for item in (c.strip() for c in args.configs.split(",") if c.strip()):
         name, _, t = item.partition(":")
         steps[name] = int(t) if t else args.T
-    configs = list(steps)
-    bad = [c for c in configs if c not in CONFIGS]
+    names = list(steps)
+    bad = [c for c in names if c not in CONFIGS]
     if bad:
         raise SystemExit(f"unknown configurations {bad}; choose from {list(CONFIGS)}")
     setup = Setup(args)
     ann = ann_accuracy(setup)
     active = []
-    for c in configs:
-        base = common.pooling_collapse(setup.graph, c)
+    for c in names:
+        base = configs.pooling_collapse(setup.graph, c)
         if base is not None:
             write_same_as(setup, c, base)
             print(f"[{setup.name}] {c}: no MaxPool in the network -> same network as {base}; "
                   "not simulated", flush=True)
-            if base not in configs and base not in active:
+            if base not in names and base not in active:
                 active.append(base)
                 steps[base] = steps[c]
         elif c not in active:

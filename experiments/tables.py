@@ -3,7 +3,7 @@
 
 Tables (printed, and written to ``experiments/results/tables.md``):
 
-* Table 1 (ablation): accuracy at T = 16, 32, 64 of every configuration of ``common.CONFIGS``;
+* Table 1 (ablation): accuracy at T = 16, 32, 64 of every configuration of ``configs.CONFIGS``;
 * Table 2: ANN accuracy and Burst Γ=5 + LIPool accuracy at T = 16 ... 256, gap to the ANN on
   the same images;
 * energy: E_SNN / E_ANN (eventsnn.energy, 4.6 pJ per MAC, 0.9 pJ per AC) and SynOps per image;
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, FIGURES, OURS, RESULTS, TABLE1_ORDER  # noqa: E402
+from configs import CONFIGS, FIGURES, OURS, RESULTS, TABLE1_ORDER  # noqa: E402
 
 T1 = (16, 32, 64)
 T2 = (16, 32, 64, 128, 256)
