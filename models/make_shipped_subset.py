@@ -7,7 +7,7 @@
   calibrating conversions without touching the test images;
 * ``index_test``/``index_train``: positions in the original files;
 * ``classes``; ``mean``/``std``: the normalisation (per-channel mean/std of all 60 000
-  training images, ``Normalization.fit``) the shipped model ``models/fmnist_vgg`` was
+  training images, ``Normalization.fit``) the shipped model ``eventsnn/models/fmnist_vgg`` was
   trained with.
 
 Usage::
