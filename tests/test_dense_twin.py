@@ -1,6 +1,6 @@
 """The dense PyTorch baseline of the benchmarks (benchmarks/dense_torch.py) simulates the same SNN.
 
-On random dyadic networks (tests/strategies.py: float sums exact in any order) the dense,
+On random dyadic networks (eventsnn.testing: float sums exact in any order) the dense,
 clock-driven torch simulation and the event-driven numba engine must give identical output
 potentials at every step, so benchmark timings compare the same computation.
 """
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from eventsnn.engine import simulate
-from strategies import networks_and_inputs
+from eventsnn.testing import networks_and_inputs
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

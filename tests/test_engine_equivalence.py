@@ -1,6 +1,6 @@
 """The numba engine against the pure-Python reference engine, plus independent invariants.
 
-Networks come from :mod:`strategies` (dyadic weights, biases, inputs and thresholds), where
+Networks come from :mod:`eventsnn.testing` (dyadic weights, biases, inputs and thresholds), where
 float arithmetic is exact and order-independent, so the two engines must agree bit for bit
 (docs/design.md, "Simulation semantics").
 """
@@ -14,9 +14,8 @@ from eventsnn.engine import simulate
 from eventsnn.engine.encoding import poisson_spikes
 from eventsnn.network import INPUT
 from eventsnn.pooling import lipool, maxgate
-from strategies import MAX_T, dyadic, networks_and_inputs
-
-RECORDS = ("trains", "neuron_counts", "potential")
+from eventsnn.testing import (ALL_RECORDS, MAX_T, assert_results_equal, check_burst_bounds,
+                              check_engines_agree, check_synops, dyadic, networks_and_inputs)
 
 
 @pytest.fixture
@@ -34,38 +33,11 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
                                                      HealthCheck.function_scoped_fixture])
 
 
-def assert_identical(a, b):
-    """Two SimResults are identical: same keys in the same order, same values and dtypes."""
-    assert (a.T, a.n_images, a.input_macs) == (b.T, b.n_images, b.input_macs)
-    assert a.outputs.dtype == b.outputs.dtype == np.float32
-    np.testing.assert_array_equal(a.outputs, b.outputs)
-    for field in ("spikes", "events", "synops", "burst_hist"):
-        da, db = getattr(a, field), getattr(b, field)
-        assert list(da) == list(db), field
-        for k in da:
-            assert da[k].dtype == db[k].dtype == np.int64, (field, k)
-            np.testing.assert_array_equal(da[k], db[k], err_msg=f"{field}[{k}]")
-    assert list(a.records) == list(b.records) or set(a.records) == set(b.records)
-    for kind in a.records:
-        assert list(a.records[kind]) == list(b.records[kind]), kind
-        for k in a.records[kind]:
-            ra, rb = a.records[kind][k], b.records[kind][k]
-            assert ra.dtype == rb.dtype and ra.shape == rb.shape, (kind, k)
-            np.testing.assert_array_equal(ra, rb, err_msg=f"records[{kind}][{k}]")
-
-
-def run_both(net, x, T, **kw):
-    ref = simulate(net, x, T, engine="reference", record=RECORDS, **kw)
-    fast = simulate(net, x, T, engine="numba", progress=False, record=RECORDS, **kw)
-    return ref, fast
-
-
 @settings(max_examples=200, **SETTINGS)
 @given(case=networks_and_inputs())
 def test_engines_agree_direct(one_thread, case):
     net, x, T = case
-    ref, fast = run_both(net, x, T)
-    assert_identical(ref, fast)
+    ref, _ = check_engines_agree(net, x, T)
     check_counts(net, x, T, ref)
 
 
@@ -73,8 +45,7 @@ def test_engines_agree_direct(one_thread, case):
 @given(case=networks_and_inputs(), seed=st.integers(0, 2**31))
 def test_engines_agree_poisson(one_thread, case, seed):
     net, x, T = case
-    ref, fast = run_both(net, x, T, encoding="poisson", seed=seed)
-    assert_identical(ref, fast)
+    ref, _ = check_engines_agree(net, x, T, encoding="poisson", seed=seed)
     check_counts(net, x, T, ref, seed=seed)
 
 
@@ -84,17 +55,19 @@ def test_numba_batches_are_independent(one_thread, case):
     """Splitting the batch (batch_size=1) changes nothing, Poisson streams included."""
     net, x, T = case
     for kw in ({}, {"encoding": "poisson", "seed": 7}):
-        whole = simulate(net, x, T, progress=False, record=RECORDS, **kw)
-        split = simulate(net, x, T, progress=False, record=RECORDS, batch_size=1, **kw)
-        assert_identical(whole, split)
+        whole = simulate(net, x, T, progress=False, record=ALL_RECORDS, **kw)
+        split = simulate(net, x, T, progress=False, record=ALL_RECORDS, batch_size=1, **kw)
+        assert_results_equal(whole, split)
 
 
 def check_counts(net, x, T, res, seed=None):
     """Invariants computed independently of both engines from the per-neuron trains.
 
     - SynOps per connection and step == Σ multiplicity × fan-out (row lengths of to_csr());
-      direct input costs MACs == B × synapses of the input connections, not SynOps.
-    - spikes / events / burst_hist / neuron_counts are the sums of the trains.
+      direct input costs MACs == B × synapses of the input connections, not SynOps
+      (:func:`eventsnn.testing.check_synops`).
+    - spikes / events / burst_hist / neuron_counts are the sums of the trains, bursts ≤ Γ
+      (:func:`eventsnn.testing.check_burst_bounds`).
     - pooling populations' trains == eventsnn.pooling applied to their source's trains.
     - charge conservation of every IF neuron (Eq. 2-4, soft reset):
       V(T) + θ · Σ_t s(t) == Σ_t (I(t) + b).
@@ -103,35 +76,20 @@ def check_counts(net, x, T, res, seed=None):
     trains = dict(res.records["trains"])
     if seed is not None:
         trains[INPUT] = np.abs(poisson_spikes(x, T, seed).reshape(T, B, -1)).astype(np.int64)
-    for c in net.connections:
-        fan = np.diff(c.to_csr().indptr)
-        if c.src == INPUT and seed is None:
-            expect = np.zeros(T, np.int64)
-        else:
-            expect = (trains[c.src] * fan).sum(axis=(1, 2))
-        np.testing.assert_array_equal(res.synops[c.name], expect, err_msg=c.name)
-    macs = sum(c.to_csr().nnz for c in net.connections if c.src == INPUT)
-    assert res.input_macs == (B * macs if seed is None else 0)
+    check_synops(net, res, None if seed is None else trains[INPUT])
+    check_burst_bounds(net, res)
 
     for p in net.populations:
-        if p.kind == "output":
+        if p.kind not in ("lipool", "maxgate"):
             continue
         tr = res.records["trains"][p.name]
-        np.testing.assert_array_equal(res.spikes[p.name], tr.sum(axis=(1, 2)))
-        np.testing.assert_array_equal(res.events[p.name], (tr > 0).sum(axis=(1, 2)))
-        np.testing.assert_array_equal(res.records["neuron_counts"][p.name], tr.sum(axis=0))
-        if p.kind == "if":
-            assert tr.max(initial=0) <= p.burst
-            np.testing.assert_array_equal(
-                res.burst_hist[p.name], np.bincount(tr[tr > 0], minlength=p.burst + 1))
-        else:
-            src = net.population(p.pool["source"])
-            counts = res.records["trains"][src.name].reshape((T * B,) + src.shape)
-            pool = {"lipool": lipool, "maxgate": maxgate}[p.kind]
-            per_image = [pool(counts.reshape((T, B) + src.shape)[:, b], p.pool["kernel"],
-                              p.pool["stride"], p.pool["padding"]) for b in range(B)]
-            np.testing.assert_array_equal(tr, np.stack(per_image, axis=1).reshape(T, B, -1),
-                                          err_msg=p.name)
+        src = net.population(p.pool["source"])
+        counts = res.records["trains"][src.name].reshape((T * B,) + src.shape)
+        pool = {"lipool": lipool, "maxgate": maxgate}[p.kind]
+        per_image = [pool(counts.reshape((T, B) + src.shape)[:, b], p.pool["kernel"],
+                          p.pool["stride"], p.pool["padding"]) for b in range(B)]
+        np.testing.assert_array_equal(tr, np.stack(per_image, axis=1).reshape(T, B, -1),
+                                      err_msg=p.name)
 
     direct = seed is None
     for p in net.populations:
@@ -161,8 +119,7 @@ def test_engines_agree_on_fixed_example(one_thread, T, encoding):
     net = _fixed_net()
     x = dyadic(np.random.default_rng(3), (5,) + net.input_shape, -256, 256)
     seed = 11 if encoding == "poisson" else None
-    ref, fast = run_both(net, x, T, encoding=encoding, seed=seed)
-    assert_identical(ref, fast)
+    ref, _ = check_engines_agree(net, x, T, encoding=encoding, seed=seed)
     check_counts(net, x, T, ref, seed=seed)
     if T == MAX_T:  # the example is meant to exercise every population
         assert all(ref.spikes[p.name].sum() > 0 for p in net.populations[:-1]), ref.spikes
@@ -172,11 +129,10 @@ def test_parallel_batches_agree():
     """Several images on the default number of threads (prange over images) and split batches."""
     net = _fixed_net()
     x = dyadic(np.random.default_rng(4), (5,) + net.input_shape, -256, 256)
-    ref, fast = run_both(net, x, 6, encoding="poisson", seed=5)
-    assert_identical(ref, fast)
-    split = simulate(net, x, 6, progress=False, record=RECORDS, batch_size=2, encoding="poisson",
+    _, fast = check_engines_agree(net, x, 6, encoding="poisson", seed=5)
+    split = simulate(net, x, 6, progress=False, record=ALL_RECORDS, batch_size=2, encoding="poisson",
                      seed=5)
-    assert_identical(fast, split)
+    assert_results_equal(fast, split)
 
 
 def _fixed_net():

@@ -18,7 +18,7 @@ from eventsnn.network import (
     SpikingNetwork,
     load_network,
 )
-from strategies import dyadic, spiking_networks
+from eventsnn.testing import dyadic, spiking_networks
 
 
 @st.composite

@@ -3,25 +3,9 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from eventsnn.pooling import lipool, maxgate, pool_geometry
-
-
-@st.composite
-def pooling_cases(draw, max_t=8):
-    """Random spike counts (bursts up to 5) and a torch-compatible pooling geometry."""
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
-    h = draw(st.integers(max(1, kh - 2 * ph), 6))
-    w = draw(st.integers(max(1, kw - 2 * pw), 6))
-    t, c = draw(st.integers(1, max_t)), draw(st.integers(1, 2))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    sparsity = draw(st.sampled_from([0.0, 0.5, 0.9]))
-    counts = rng.integers(0, draw(st.integers(1, 5)) + 1, size=(t, c, h, w))
-    counts[rng.random(counts.shape) < sparsity] = 0
-    return counts, (kh, kw), (sh, sw), (ph, pw)
+from eventsnn.testing import check_max_recovery, pooling_cases
 
 
 def window_reduce(x, kernel, stride, padding, reduce):
@@ -42,8 +26,7 @@ def test_lipool_max_recovery(case):
     """Eq. 12: cumulative output == window max of cumulative inputs at every step."""
     counts, k, s, p = case
     out = lipool(counts, k, s, p)
-    cum_max = window_reduce(np.cumsum(counts, axis=0), k, s, p, np.max)
-    np.testing.assert_array_equal(np.cumsum(out, axis=0), cum_max)
+    check_max_recovery(counts, out, k, s, p)
     assert out.dtype == np.int64 and out.min() >= 0
 
 

@@ -1,4 +1,5 @@
-"""Hypothesis strategies for random small SpikingNetworks with exact (dyadic) arithmetic.
+"""Hypothesis strategies: random small SpikingNetworks with exact (dyadic) arithmetic, spike
+counts and pooling geometries.
 
 Every weight, bias, identity scale and input pixel is a small multiple of 2^-8 and thresholds
 are in {0.5, 0.75, 1, 1.25}, so every current, potential and output value the engines compute
@@ -10,15 +11,22 @@ Networks contain: conv (random kernel, stride, asymmetric padding), dense and cs
 (csr with explicit zero synapses), identity residual adds (a population with two incoming
 connections), lipool and maxgate pooling with random (also overlapping, padded) geometry,
 dead-end populations, direct input into a later population, and the output integrator.
+
+Needs Hypothesis (``pip install eventsnn[test]``); see :mod:`eventsnn.testing` for an example.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from hypothesis import strategies as st
 
-from eventsnn.network import (
+try:
+    from hypothesis import strategies as st
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("the strategies of eventsnn.testing need Hypothesis; install it with "
+                      f"`pip install eventsnn[test]` (import failed: {e})") from e
+
+from ..network import (
     INPUT,
     ConvConnection,
     DenseConnection,
@@ -28,6 +36,10 @@ from eventsnn.network import (
     SparseConnection,
     SpikingNetwork,
 )
+from ..primitives import out_hw
+
+__all__ = ["Q", "MAX_T", "THRESHOLDS", "dyadic", "spiking_networks", "inputs", "networks_and_inputs",
+           "pooling_geometries", "spike_counts", "pooling_cases"]
 
 Q = 2.0 ** -8
 MAX_T = 12
@@ -35,7 +47,20 @@ THRESHOLDS = (0.5, 0.75, 1.0, 1.25)
 
 
 def dyadic(rng, shape, lo, hi):
-    """float32 array of integers in ``[lo, hi]`` times 2^-8."""
+    """float32 array of integers in ``[lo, hi]`` times 2^-8 (:data:`Q`).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : int or tuple of int
+    lo, hi : int
+        Inclusive range of the integer numerators.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32; every value, and every sum of a few hundred of them, is exact in float32.
+    """
     return (rng.integers(lo, hi + 1, size=shape) * Q).astype(np.float32)
 
 
@@ -76,8 +101,7 @@ class _Builder:
                       draw(st.integers(1, min(3, w + pad[1] + pad[3]))))
             stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         o = dst_channels or draw(st.integers(1, 3))
-        ho = (h + pad[0] + pad[2] - kernel[0]) // stride[0] + 1
-        wo = (w + pad[1] + pad[3] - kernel[1]) // stride[1] + 1
+        ho, wo = out_hw((h, w), kernel, stride, pad)
         dst = self.add_if((o, ho, wo))
         weight = dyadic(self.rng, (o, c) + kernel, *self.weight_range(src))
         self.conns.append(ConvConnection(src, dst, (c, h, w), (o, ho, wo), weight=weight,
@@ -115,8 +139,7 @@ class _Builder:
         stride = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
         pad = [draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)),
                draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2))]
-        ho = (h + pad[0] + pad[2] - kernel[0]) // stride[0] + 1
-        wo = (w + pad[1] + pad[3] - kernel[1]) // stride[1] + 1
+        ho, wo = out_hw((h, w), kernel, stride, pad)
         name = f"p{len(self.pops)}"
         self.pops.append(Population(name, (c, ho, wo), kind, pool={
             "source": src, "kernel": kernel, "stride": stride, "padding": pad}))
@@ -146,7 +169,19 @@ class _Builder:
 
 @st.composite
 def spiking_networks(draw, max_blocks=3):
-    """A random small :class:`SpikingNetwork` with dyadic parameters (see module docstring)."""
+    """A random small :class:`~eventsnn.network.SpikingNetwork` with dyadic parameters.
+
+    Parameters
+    ----------
+    max_blocks : int
+        At most this many populations after the first (see the module docstring for the
+        kinds of populations and connections drawn).
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of networks whose last population is the ``"output"`` integrator ``"out"``.
+    """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     input_shape = (draw(st.integers(1, 2)), draw(st.integers(2, 6)), draw(st.integers(2, 6)))
     b = _Builder(draw, rng, input_shape)
@@ -172,11 +207,15 @@ def spiking_networks(draw, max_blocks=3):
     extra = draw(st.sampled_from([None, None, INPUT] + spiking[:-1]))
     if extra is not None:  # a second input to the output integrator (skip or direct input)
         b.dense(extra, dst="out")
-    return SpikingNetwork(input_shape, b.pops, b.conns, meta={"strategy": "tests.strategies"})
+    return SpikingNetwork(input_shape, b.pops, b.conns, meta={"strategy": "eventsnn.testing.spiking_networks"})
 
 
 def inputs(net, max_batch=3):
-    """Input images for ``net``: multiples of 2^-8 in [-1, 1], float32 ``(B, *input_shape)``."""
+    """Input images for ``net``: multiples of 2^-8 in [-1, 1], float32 ``(B, *input_shape)``.
+
+    ``B`` is drawn from 1..``max_batch``; the values are exact in float32, and so are their
+    products with the dyadic weights of :func:`spiking_networks`.
+    """
     return st.builds(
         lambda seed, n: dyadic(np.random.default_rng(seed), (n,) + net.input_shape, -256, 256),
         st.integers(0, 2**32 - 1), st.integers(1, max_batch))
@@ -184,6 +223,57 @@ def inputs(net, max_batch=3):
 
 @st.composite
 def networks_and_inputs(draw, max_blocks=3, max_batch=3):
-    """``(net, x, T)`` with ``T`` in 1..MAX_T."""
+    """``(net, x, T)``: a :func:`spiking_networks` network, its :func:`inputs` and ``T`` in
+    1..:data:`MAX_T` (the steps over which the arithmetic stays exact)."""
     net = draw(spiking_networks(max_blocks))
     return net, draw(inputs(net, max_batch)), draw(st.integers(1, MAX_T))
+
+
+@st.composite
+def pooling_geometries(draw, max_kernel=3, max_size=6):
+    """A PyTorch-compatible 2-D pooling geometry and an input size it fits.
+
+    Parameters
+    ----------
+    max_kernel : int
+        Largest kernel height/width and stride.
+    max_size : int
+        Largest input height/width.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of ``(kernel, stride, padding, (h, w))``: ``(kh, kw)``, ``(sh, sw)``, symmetric padding
+        ``(ph, pw)`` of at most half the kernel (as ``torch.nn.MaxPool2d`` accepts), and an
+        input at least as large as the kernel once padded. Strides may exceed or fall short
+        of the kernel (gaps, overlapping windows).
+    """
+    kh, kw = draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel))
+    sh, sw = draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), max(max_size, kh)))
+    w = draw(st.integers(max(1, kw - 2 * pw), max(max_size, kw)))
+    return (kh, kw), (sh, sw), (ph, pw), (h, w)
+
+
+@st.composite
+def spike_counts(draw, shape, max_burst=5):
+    """Spike counts per step (bursts included): an int64 array of ``shape``, e.g. ``(T, C, H, W)``.
+
+    Counts are in ``0..m`` with ``m`` drawn from 1..``max_burst``; a drawn share (0, 0.5 or
+    0.9) of them is set to 0, so sparse and dense trains both occur.
+    """
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    sparsity = draw(st.sampled_from([0.0, 0.5, 0.9]))
+    counts = rng.integers(0, draw(st.integers(1, max_burst)) + 1, size=shape)
+    counts[rng.random(counts.shape) < sparsity] = 0
+    return counts
+
+
+@st.composite
+def pooling_cases(draw, max_t=8):
+    """``(counts, kernel, stride, padding)``: :func:`spike_counts` of shape ``(T, C, H, W)``
+    (``T`` in 1..``max_t``, ``C`` in 1..2) for a :func:`pooling_geometries` geometry."""
+    kernel, stride, padding, (h, w) = draw(pooling_geometries())
+    t, c = draw(st.integers(1, max_t)), draw(st.integers(1, 2))
+    return draw(spike_counts((t, c, h, w))), kernel, stride, padding
