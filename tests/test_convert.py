@@ -501,8 +501,13 @@ def test_convert_scales_match_hand_computation(norm):
         for p in net.populations:
             if p.kind == "if":
                 want = activation_scale(acts[p.ann_node], norm, 98.0, 2, cw)
-                np.testing.assert_allclose(p.scale, want, rtol=1e-6)
-            np.testing.assert_allclose(net.meta["scales"][p.name], p.scale, rtol=1e-6)
+                # Tolerance: convert runs the ANN in batches of 8, the hand computation in one
+                # batch, and float32 matrix products may round differently depending on how
+                # BLAS blocks them (a few ulps, ~1e-6 relative on AVX-512 OpenBLAS). A
+                # percentile (an order statistic) and max are 1-Lipschitz in the max norm, so
+                # the scale moves by no more than the activations did.
+                np.testing.assert_allclose(p.scale, want, rtol=1e-5)
+            np.testing.assert_array_equal(net.meta["scales"][p.name], p.scale)
 
 
 def test_dead_layer_gets_unit_scale_with_warning():
