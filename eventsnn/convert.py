@@ -46,6 +46,7 @@ from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
 from .graph import OPS, Graph, bn_scale_shift, maxpool2d
 from .network import INPUT, PoolConnection, Population, SpikingNetwork
+from eventsnn.validation import check_batch, check_positive_int  # absolute: survives a move of this module
 
 __all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
 
@@ -228,23 +229,8 @@ def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, b
                          f"got {burst}")
     if not isinstance(channelwise, (bool, np.bool_)):
         raise TypeError(f"channelwise must be True or False, got {channelwise!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x = np.asarray(calib_x)
-    expected = "(N, " + ", ".join(map(str, graph.input_shape)) + ")"
-    if x.ndim != len(graph.input_shape) + 1 or x.shape[1:] != graph.input_shape:
-        hint = " (add a batch axis: x[None])" if x.shape == graph.input_shape else ""
-        raise ValueError(f"calib_x has shape {x.shape}, expected {expected}{hint}")
-    if len(x) == 0:
-        raise ValueError(f"calib_x is empty (shape {x.shape}); pass at least one calibration image, "
-                         "e.g. a few hundred training images")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"calib_x has dtype {x.dtype}; pass float images normalised exactly as for the "
-                         "ANN, e.g. (x / 255 - mean) / std as float32")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("calib_x contains NaN or inf; clean the calibration data (e.g. drop those "
-                         "images) before converting")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    check_positive_int(batch_size, "batch_size")
+    return check_batch(calib_x, graph.input_shape, "calib_x")
 
 
 def _scale_op(lam, shape, invert=False):
@@ -355,13 +341,7 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
 def _check_net_input(net, x):
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"expected a SpikingNetwork (from eventsnn.convert), got {type(net).__name__}")
-    x = np.asarray(x)
-    if x.ndim != len(net.input_shape) + 1 or x.shape[1:] != net.input_shape:
-        expected = "(B, " + ", ".join(map(str, net.input_shape)) + ")"
-        raise ValueError(f"x has shape {x.shape}, expected {expected}")
-    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
-        raise ValueError("x must be finite floating-point images normalised as for the ANN")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return check_batch(x, net.input_shape)
 
 
 def analog_forward(net, x):

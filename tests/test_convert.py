@@ -529,9 +529,9 @@ def test_bad_arguments():
     x = calib(g, 4)
     with pytest.raises(TypeError, match="Graph"):
         convert("model.onnx", x)
-    with pytest.raises(ValueError, match=r"expected \(N, 3, 10, 10\)"):
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 10, 10\)"):
         convert(g, x[0])
-    with pytest.raises(ValueError, match=r"expected \(N, 3, 10, 10\)"):
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 10, 10\)"):
         convert(g, x[:, :2])
     with pytest.raises(ValueError, match="empty"):
         convert(g, x[:0])

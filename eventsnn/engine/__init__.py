@@ -7,49 +7,13 @@ event queue, the oracle for small networks). Both return a :class:`SimResult`.
 
 from __future__ import annotations
 
-import numbers
-
-import numpy as np
-
+from ..validation import check_batch, check_positive_int
 from .encoding import ENCODINGS, resolve_seed
 from .result import RECORD_KINDS, SimResult, concatenate
 
 ENGINES = ("numba", "reference")
 
 __all__ = ["simulate", "SimResult", "concatenate", "ENGINES", "ENCODINGS", "RECORD_KINDS"]
-
-def _check_T(T):
-    if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral):
-        raise TypeError(f"T (number of time steps) must be an integer, got {T!r}")
-    if T < 1:
-        raise ValueError(f"T (number of time steps) must be >= 1, got {T}")
-    return int(T)
-
-
-def _check_x(net, x):
-    shape = tuple(net.input_shape)
-    expected = f"(batch, {', '.join(str(s) for s in shape)})"
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
-        raise TypeError(f"x must be a numeric array of shape {expected}: {e}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
-                                   or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"x must be a real numeric array (float32 images), got dtype {arr.dtype}")
-    if arr.shape == shape:
-        raise ValueError(
-            f"x has shape {arr.shape}, a single image; add the batch axis: x[None] has shape "
-            f"{(1,) + shape}, the expected {expected}"
-        )
-    if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
-        raise ValueError(f"x has shape {arr.shape}; expected {expected} for this network")
-    if arr.shape[0] == 0:
-        raise ValueError(f"x holds no images (shape {arr.shape}); pass at least one")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError("x contains NaN or infinite values; clean or normalise the input first")
-    return arr
-
 
 def _check_record(record):
     if record is None:
@@ -109,19 +73,14 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
 
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"net must be a SpikingNetwork (see eventsnn.convert), got {type(net).__name__}")
-    T = _check_T(T)
-    x = _check_x(net, x)
+    T = check_positive_int(T, "T (number of time steps)")
+    x = check_batch(x, net.input_shape)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
     record = _check_record(record)
-    if batch_size is not None:
-        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral):
-            raise TypeError(f"batch_size must be an integer or None, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (or None for automatic), got {batch_size}")
-        batch_size = int(batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     seed = resolve_seed(seed) if encoding == "poisson" else (None if seed is None else resolve_seed(seed))
 
     if engine == "reference":
