@@ -715,7 +715,6 @@ def analyze_simulation(net, x, T, y=None, graph=None, *, batch_size=256,
     x = check_batch(x, net.input_shape)
     if y is not None:
         y = check_labels(y, len(x), net.output.size)
-    simulate_kwargs.setdefault("progress", False)
     for a in range(0, len(x), batch_size):
         xb = x[a:a + batch_size]
         res = simulate(net, xb, T, record=record, batch_size=batch_size, **simulate_kwargs)

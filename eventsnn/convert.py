@@ -188,10 +188,35 @@ class _Walker:
             return (kind, v)
         return self._add_pop(_Pop(self._name(node.name), "if", node.shape, node.name, expr=v))
 
+    def _zero_padded_pop(self, expr):
+        """``(population, [top, left, bottom, right])`` when ``expr`` is a spiking population
+        zero-padded in H and W only (e.g. ``ZeroPad2d`` after a ReLU): a non-negative signal
+        whose padding max pooling can take over. None otherwise."""
+        if len(expr.terms) != 1 or np.any(expr.bias):
+            return None
+        src, chain = expr.terms[0]
+        if src == INPUT or not chain or any(not isinstance(op, Structural) or op.op != "pad"
+                                            for op in chain):
+            return None
+        extra = np.zeros(4, np.int64)
+        for op in chain:
+            pads = op.node.attrs["pads"]
+            if len(pads) != 6 or pads[0] or pads[3]:
+                return None                  # channel padding or not (C, H, W)
+            extra += (pads[1], pads[2], pads[4], pads[5])
+        return src, extra
+
     def _maxpool(self, node):
         (src,) = node.inputs
         kind, v = self.values[src]
-        if kind == "expr":
+        a = node.attrs
+        padding = np.asarray(a["padding"], np.int64)
+        padded = self._zero_padded_pop(v) if kind == "expr" else None
+        if padded is not None:               # max(0, ...) of zeros = 0: pool the population
+            v, extra = padded
+            padding = padding + extra
+            ann = node.name
+        elif kind == "expr":
             consumers = [c for c in self.g.consumers(node.name) if c.name in self.live]
             if node.name == self.g.output or len(consumers) != 1 or consumers[0].op != "relu":
                 raise self._fail(node, "max pooling of a signal that is not a ReLU output cannot be "
@@ -204,8 +229,8 @@ class _Walker:
             v, ann = pre[1], relu.name
         else:
             ann = node.name
-        a = node.attrs
-        pool = {"source": v, "kernel": a["kernel"], "stride": a["stride"], "padding": a["padding"]}
+        pool = {"source": v, "kernel": a["kernel"], "stride": a["stride"],
+                "padding": [int(p) for p in padding]}
         return self._add_pop(_Pop(self._name(node.name), self.pooling, node.shape, ann, pool=pool))
 
 

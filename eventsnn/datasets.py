@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import describe, file_kind
+
 __all__ = [
     "CIFAR10_CLASSES",
     "FASHION_MNIST_CLASSES",
@@ -322,11 +324,18 @@ def read_npz(path, split="test"):
     x : numpy.ndarray
     y : numpy.ndarray
     extra : dict
-        ``classes``/``mean``/``std`` when present.
+        ``classes``/``mean``/``std`` when present; ``single_split: True`` for an ``x``/``y``
+        file (the same images whatever ``split`` asks for).
     """
     _check_split(split)
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
         keys = set(z.files)
+    except Exception as e:  # noqa: BLE001 - zip/pickle/format errors: not an npz of arrays
+        raise ValueError(f"{path}: not a readable numpy .npz archive ({type(e).__name__}); "
+                         "data files must be .npz archives with arrays x and y (or x_train/"
+                         "y_train and x_test/y_test)") from None
+    with z:
         if {"x", "y"} <= keys:
             kx, ky = "x", "y"
         elif {f"x_{split}", f"y_{split}"} <= keys:
@@ -336,6 +345,8 @@ def read_npz(path, split="test"):
                              f"'y_{split}'; found {sorted(keys)}")
         x, y = z[kx], z[ky]
         extra = {k: z[k] for k in ("classes", "mean", "std") if k in keys}
+        if kx == "x":
+            extra["single_split"] = True
     if len(x) != len(y):
         raise ValueError(f"{path}: {kx} has {len(x)} images but {ky} has {len(y)} labels")
     return x, y, extra
@@ -608,12 +619,17 @@ def read_raw(name_or_path, split="test"):
     if not path.is_file():
         raise FileNotFoundError(f"{key!r} is neither a known data set name "
                                 f"({['fashion-mnist-sample', *_NAMED]}) nor an existing path")
-    if path.name.endswith((".tar.gz", ".tgz")):
+    kind = file_kind(path)
+    if kind == "tar":
         x, y = read_cifar10_jpeg(path, split)
         return x, y, {"classes": CIFAR10_CLASSES, "name": name}
-    if path.suffix == ".npz":
+    if kind not in ("data", "npz", "idx", "gzip"):
+        raise ValueError(f"{path}: {describe(kind)}, not a data set; data is a data set name, a "
+                         "folder (IDX or CIFAR-10 batches), a CIFAR-10 JPEG .tar.gz, an .npz with "
+                         "arrays x and y, or an IDX images file")
+    if kind in ("data", "npz"):
         x, y, extra = read_npz(path, split)
-        info = {"name": name}
+        info = {"name": name, "single_split": extra.get("single_split", False)}
         if "classes" in extra:
             info["classes"] = tuple(str(c) for c in extra["classes"])
         elif "cifar" in path.name.lower():

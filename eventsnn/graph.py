@@ -703,8 +703,11 @@ class Graph:
             raise ValueError(f"node {node.name!r}: name is already used by {what}; node names must be unique")
         opdef = OPS.get(node.op)
         if opdef is None:
-            raise ValueError(f"node {node.name!r}: unsupported op {node.op!r}; "
-                             f"supported ops are {', '.join(SUPPORTED_OPS)}")
+            from .validation import UnsupportedModelError
+
+            raise UnsupportedModelError(f"node {node.name!r}: unsupported op {node.op!r}; "
+                                        f"supported ops are {', '.join(SUPPORTED_OPS)}",
+                                        node=node.name, op=node.op)
         if isinstance(node.inputs, str):
             node.inputs = (node.inputs,)
         node.inputs = tuple(node.inputs)

@@ -146,3 +146,22 @@ def check_finite_float(value, name, *, minimum=None, maximum=None):
         hi = "inf" if maximum is None else f"{maximum:g}"
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value:g}")
     return value
+
+
+class UnsupportedModelError(ValueError):
+    """A model uses something eventsnn cannot convert: raised by the importers and the graph.
+
+    Parameters
+    ----------
+    message : str
+        What is unsupported and what to do instead.
+    node : str
+        Name of the offending node (ONNX node, ``torch.fx`` node or graph node).
+    op : str
+        Its operation (ONNX op type, torch module/function, or graph op).
+    """
+
+    def __init__(self, message, *, node, op):
+        super().__init__(message)
+        self.node = node
+        self.op = op

@@ -616,3 +616,24 @@ def test_resnet56_onnx_converts_channelwise(shared_dir):
     net = convert(g, x, channelwise=True, norm="percentile", batch_size=16)
     assert sum(p.kind == "if" for p in net.populations) == 55
     assert_matches_ann(net, g, x[:4])
+
+
+def test_zero_padding_after_relu_before_maxpool_is_pooled_exactly():
+    """ZeroPad2d between a ReLU and a MaxPool keeps the signal non-negative: the padding is
+    taken over by the pool, and the analog limit equals the ANN."""
+    b = Builder((2, 6, 6))
+    x = b.relu(b.conv("input", 3))
+    x = b.maxpool(b.pad(x, [0, 1, 0, 0, 1, 1]), 2, 2, 0)     # pad top 1, bottom 1, right 1
+    b.linear(b.flatten(x), 2)
+    g = b.graph()
+    xs = calib(g, 6)
+    net = convert(g, xs, norm="max")
+    pool = [p for p in net.populations if p.kind == "lipool"]
+    assert len(pool) == 1 and pool[0].pool["padding"] == [1, 0, 1, 1]
+    assert_matches_ann(net, g, xs)
+    # a padded signal that is not a ReLU output is still refused
+    b = Builder((2, 6, 6))
+    b.linear(b.flatten(b.maxpool(b.pad(b.conv("input", 3), [0, 1, 0, 0, 1, 1]))), 2)
+    g = b.graph()
+    with pytest.raises(ValueError, match="not a ReLU output"):
+        convert(g, calib(g))

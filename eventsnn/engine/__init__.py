@@ -7,6 +7,8 @@ event queue, the oracle for small networks). Both return a :class:`SimResult`.
 
 from __future__ import annotations
 
+import os
+
 from ..validation import check_batch, check_positive_int
 from .encoding import ENCODINGS, resolve_seed
 from .result import RECORD_KINDS, SimResult, concatenate
@@ -30,7 +32,48 @@ def _check_record(record):
     return tuple(dict.fromkeys(record))
 
 
-def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encoding="direct",
+def available_memory():
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(program, n_images, T, record, encoding, batch_size):
+    """Refuse a run whose kept results plus one batch would not fit in the available memory."""
+    kept = program.bytes_per_image(T, record, encoding) - program.bytes_per_image(T, (), encoding)
+    kept += 4 * T * program.net.output.size                      # outputs (T, B, n_out) float32
+    need = n_images * kept + batch_size * program.bytes_per_image(T, record, encoding)
+    have = available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        fix = ("drop 'trains' from record (or simulate fewer images per call and reduce each "
+               "batch, as eventsnn.analyze_simulation does)" if "trains" in record
+               else "simulate fewer images per call, fewer steps T, or fewer records")
+        raise MemoryError(
+            f"this simulation would need about {need / gib:.1f} GiB ({n_images} images, T={T}, "
+            f"records {list(record) or 'none'}: {kept / 2**20:.2f} MiB kept per image) but "
+            f"{have / gib:.1f} GiB are available; {fix}")
+    return need
+
+
+def _progress_chunk(program, batch_size):
+    """Images per engine call when a progress bar is shown: small enough for the bar to move
+    (about 4 images per thread), never more than ``batch_size``."""
+    import numba
+
+    return max(1, min(batch_size, 4 * numba.get_num_threads()))
+
+
+def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, encoding="direct",
              seed=None, record=()):
     """Simulate a spiking network on a batch of images for ``T`` time steps.
 
@@ -57,7 +100,9 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
         ``NumbaProgram.default_batch_size``.
         Results do not depend on it.
     progress : bool
-        Show a tqdm progress bar over batches (when there is more than one).
+        Show a tqdm progress bar over images (default off; the ``eventsnn`` command turns it
+        on). The images are then simulated in chunks of about 4 per thread so that the bar
+        moves; results do not depend on it.
     encoding : {"direct", "poisson"}
         Input coding, see :mod:`eventsnn.engine.encoding`.
     seed : int, optional
@@ -68,6 +113,13 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
     Returns
     -------
     SimResult
+
+    Raises
+    ------
+    MemoryError
+        Before any allocation, when the results kept for all images (outputs and records,
+        e.g. ``"trains"``: ``8·T·B·N`` bytes) plus one batch exceed the available memory;
+        the message gives the size and what to change.
     """
     from ..network import SpikingNetwork
 
@@ -93,12 +145,18 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
     program = NumbaProgram(net)
     if batch_size is None:
         batch_size = program.default_batch_size(T, record, encoding)
-    starts = range(0, len(x), batch_size)
-    if progress and len(starts) > 1:
-        from tqdm.auto import tqdm
+    _check_memory(program, len(x), T, record, encoding, batch_size)
+    if not progress:
+        return concatenate([program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed,
+                                        first_index=s, record=record)
+                            for s in range(0, len(x), batch_size)])
+    from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="simulate", unit="batch")
-    results = [program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed, first_index=s,
-                           record=record)
-               for s in starts]
+    chunk = _progress_chunk(program, batch_size)
+    results = []
+    with tqdm(total=len(x), desc="simulate", unit="img") as bar:
+        for s in range(0, len(x), chunk):
+            results.append(program.run(x[s:s + chunk], T, encoding=encoding, seed=seed,
+                                       first_index=s, record=record))
+            bar.update(len(results[-1].outputs[0]))
     return concatenate(results)
