@@ -46,7 +46,7 @@ from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
 from .graph import OPS, Graph, bn_scale_shift, maxpool2d
 from .network import INPUT, PoolConnection, Population, SpikingNetwork
-from eventsnn.validation import check_batch, check_positive_int  # absolute: survives a move of this module
+from eventsnn.validation import MAX_BURST, check_batch, check_positive_int  # absolute: survives a move of this module
 
 __all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
 
@@ -249,9 +249,9 @@ def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, b
         raise ValueError(f"percentile must be in (0, 100] (e.g. 99.9), got {percentile}")
     if isinstance(burst, bool) or not isinstance(burst, numbers.Real):
         raise TypeError(f"burst Γ must be an integer >= 1, got {burst!r}")
-    if burst != int(burst) or burst < 1:
-        raise ValueError(f"burst Γ must be an integer >= 1 (1 = plain IF neuron; the paper uses 2 or 5), "
-                         f"got {burst}")
+    if burst != int(burst) or not 1 <= burst <= MAX_BURST:
+        raise ValueError(f"burst Γ must be an integer from 1 to {MAX_BURST} (1 = plain IF neuron; "
+                         f"the paper uses 2 or 5), got {burst:g}")
     if not isinstance(channelwise, (bool, np.bool_)):
         raise TypeError(f"channelwise must be True or False, got {channelwise!r}")
     check_positive_int(batch_size, "batch_size")
@@ -264,7 +264,7 @@ def _scale_op(lam, shape, invert=False):
 
 
 def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5, pooling="lipool",
-            channelwise=False, batch_size=100):
+            channelwise=False, batch_size=100, progress=False):
     """Convert a ReLU ANN into a spiking network of burst IF neurons.
 
     Steps: fold BatchNorm into the preceding Conv/Linear (Eq. 7, :func:`fold_batchnorm`);
@@ -299,6 +299,8 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         One λ per channel (axis 0) instead of one per layer.
     batch_size : int
         Calibration images per ANN forward batch (memory: only needed activations are kept).
+    progress : bool
+        Show a tqdm progress bar over the calibration images.
 
     Returns
     -------
@@ -324,7 +326,8 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
 
     refs = {p.name: (p.ann_node, p.ann_relu) for p in pops if p.kind == "if"}
     scales = collect_scales(folded, x, refs, norm=norm, percentile=float(percentile), burst=int(burst),
-                            channelwise=bool(channelwise), batch_size=int(batch_size))
+                            channelwise=bool(channelwise), batch_size=int(batch_size),
+                            progress=progress)
     by_name = {p.name: p for p in pops}
     for p in pops:
         if p.kind == "if":

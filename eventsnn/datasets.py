@@ -263,7 +263,7 @@ def read_cifar10_batches(folder, split="test"):
 
 # ----------------------------------------------------------------------------- npz
 
-def read_cifar10_jpeg(path, split="test"):
+def read_cifar10_jpeg(path, split="test", progress=False):
     """Read CIFAR-10 stored as JPEG files in a ``.tar.gz`` (``{train,test}/<class>/NNNN.jpg``).
 
     This is the layout of ``../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz``; images are
@@ -275,6 +275,8 @@ def read_cifar10_jpeg(path, split="test"):
     path : str or os.PathLike
         The archive.
     split : {"train", "test"}
+    progress : bool
+        Show a tqdm progress bar over the archive's members and the decoding.
 
     Returns
     -------
@@ -288,10 +290,12 @@ def read_cifar10_jpeg(path, split="test"):
         from PIL import Image
     except ImportError:
         raise ImportError("reading CIFAR-10 JPEG archives needs Pillow: pip install pillow") from None
+    from tqdm.auto import tqdm
+
     images = []
     try:
         with tarfile.open(path, "r|gz") as tar:  # a gzip stream: read in order, sort after
-            for m in tar:
+            for m in tqdm(tar, desc=f"read {Path(path).name}", unit="file", disable=not progress):
                 parts = m.name.split("/")
                 if m.isfile() and m.name.endswith(".jpg") and len(parts) >= 3 and parts[-3] == split:
                     images.append((m.name, tar.extractfile(m).read()))
@@ -300,7 +304,8 @@ def read_cifar10_jpeg(path, split="test"):
     if not images:
         raise ValueError(f"{path}: no '{split}/<class>/*.jpg' images inside")
     xs, ys = [], []
-    for name, data in sorted(images):
+    for name, data in tqdm(sorted(images), desc=f"decode {split}", unit="img",
+                           disable=not progress):
         cls = name.split("/")[-2]
         if cls not in CIFAR10_CLASSES:
             raise ValueError(f"{path}: unknown class folder {cls!r} in {name}; expected one of "
@@ -459,6 +464,9 @@ class Dataset:
         How ``x`` was produced from the raw images.
     name : str
         Source description.
+    single_split : bool
+        The source holds one set of images (an ``.npz`` with ``x``/``y``): asking it for the
+        train split gives the same images as for the test split.
     """
 
     x: np.ndarray
@@ -466,6 +474,7 @@ class Dataset:
     classes: tuple = ()
     normalization: Normalization = field(default_factory=Normalization.identity)
     name: str = ""
+    single_split: bool = False
 
     def __post_init__(self):
         self.x = np.asarray(self.x, np.float32)
@@ -570,7 +579,7 @@ def _default_roots(name):
     return roots
 
 
-def read_raw(name_or_path, split="test"):
+def read_raw(name_or_path, split="test", progress=False):
     """Read raw images and labels from a named data set or a path (no normalisation).
 
     Parameters
@@ -582,6 +591,8 @@ def read_raw(name_or_path, split="test"):
         a CIFAR-10 python batch folder, a CIFAR-10 JPEG ``.tar.gz``, an ``.npz`` file, or a
         single IDX image file (its labels file is found by replacing ``images-idx3`` with ``labels-idx1``).
     split : {"train", "test"}
+    progress : bool
+        Show progress bars while reading (JPEG archives, the slow format).
 
     Returns
     -------
@@ -621,7 +632,7 @@ def read_raw(name_or_path, split="test"):
                                 f"({['fashion-mnist-sample', *_NAMED]}) nor an existing path")
     kind = file_kind(path)
     if kind == "tar":
-        x, y = read_cifar10_jpeg(path, split)
+        x, y = read_cifar10_jpeg(path, split, progress)
         return x, y, {"classes": CIFAR10_CLASSES, "name": name}
     if kind not in ("data", "npz", "idx", "gzip"):
         raise ValueError(f"{path}: {describe(kind)}, not a data set; data is a data set name, a "
@@ -649,7 +660,7 @@ def read_raw(name_or_path, split="test"):
     return x, y, {"classes": (), "name": path.name}
 
 
-def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0):
+def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0, progress=False):
     """Load a data set as normalised float32 NCHW images and int64 labels.
 
     Parameters
@@ -667,12 +678,14 @@ def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0)
         Take a class-balanced seeded subset of ``n`` samples (:func:`subset`).
     seed : int
         Seed of the subset.
+    progress : bool
+        Show progress bars while reading (see :func:`read_raw`).
 
     Returns
     -------
     Dataset
     """
-    x, y, info = read_raw(name_or_path, split)
+    x, y, info = read_raw(name_or_path, split, progress)
     if normalization is None:
         norm = (Normalization(info["mean"], info["std"]) if "mean" in info
                 else Normalization.identity())
@@ -691,7 +704,8 @@ def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0)
     if n is not None:
         idx = subset_indices(y, n, seed)
         x, y = x[idx], y[idx]
-    ds = Dataset(norm.apply(x), y, info.get("classes", ()), norm, info["name"])
+    ds = Dataset(norm.apply(x), y, info.get("classes", ()), norm, info["name"],
+                 info.get("single_split", False))
     if not ds.classes:
         ds.classes = tuple(str(c) for c in range(int(ds.y.max()) + 1 if len(ds.y) else 0))
     return ds

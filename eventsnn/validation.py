@@ -13,6 +13,10 @@ import warnings
 
 import numpy as np
 
+MAX_BURST = 2 ** 16
+"""Largest burst size Γ accepted: each ``"if"`` population keeps a histogram of Γ + 1 counters
+per image and per thread. Γ above the largest normalised activation already never clips."""
+
 RAW_PIXEL_MAX = 255.0
 """Largest value of raw 8-bit pixels; float batches spanning ``[0, 255]`` look un-normalised."""
 

@@ -65,12 +65,13 @@ def _check_memory(program, n_images, T, record, encoding, batch_size):
     return need
 
 
-def _progress_chunk(program, batch_size):
-    """Images per engine call when a progress bar is shown: small enough for the bar to move
-    (about 4 images per thread), never more than ``batch_size``."""
+def _progress_chunk(n_images, batch_size):
+    """Images per engine call when a progress bar is shown: about 25 updates per run, at
+    least 16 images per thread (each call has a fixed cost and a tail where threads idle),
+    never more than ``batch_size``."""
     import numba
 
-    return max(1, min(batch_size, 4 * numba.get_num_threads()))
+    return max(1, min(batch_size, max(16 * numba.get_num_threads(), -(-n_images // 25))))
 
 
 def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, encoding="direct",
@@ -101,8 +102,8 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
         Results do not depend on it.
     progress : bool
         Show a tqdm progress bar over images (default off; the ``eventsnn`` command turns it
-        on). The images are then simulated in chunks of about 4 per thread so that the bar
-        moves; results do not depend on it.
+        on). The images are then simulated in chunks (about 25, at least 16 images per thread)
+        so that the bar moves; results do not depend on it.
     encoding : {"direct", "poisson"}
         Input coding, see :mod:`eventsnn.engine.encoding`.
     seed : int, optional
@@ -152,7 +153,7 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
                             for s in range(0, len(x), batch_size)])
     from tqdm.auto import tqdm
 
-    chunk = _progress_chunk(program, batch_size)
+    chunk = _progress_chunk(len(x), batch_size)
     results = []
     with tqdm(total=len(x), desc="simulate", unit="img") as bar:
         for s in range(0, len(x), chunk):
