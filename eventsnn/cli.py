@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .validation import MAX_BURST
 
 DEFAULT_T = "8,16,32,64"
 REFERENCE_S_PER_NEURON_STEP = 1e-6
@@ -48,48 +51,26 @@ def _steps(text):
     return steps
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _number(expected, valid, integer=False):
+    """An argparse type: a finite number (an integer if ``integer``) for which ``valid`` holds."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and valid(value) and (not integer or value == int(value))):
+            raise argparse.ArgumentTypeError(f"{expected}, got {text}")
+        return int(value) if integer else value
+
+    return parse
 
 
-def _burst(text):
-    from .validation import MAX_BURST
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_BURST}, got {text!r}") from None
-    if value != int(value) or not 1 <= value <= MAX_BURST:
-        raise argparse.ArgumentTypeError(
-            f"Γ must be an integer from 1 to {MAX_BURST} (the paper uses 2 or 5; Γ above the "
-            f"largest normalised activation never clips), got {text}")
-    return int(value)
-
-
-def _percentile(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}") from None
-    if not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100] (e.g. 99.9), got {text}")
-    return value
-
-
-def _picojoules(text):
-    from .validation import check_finite_float
-
-    try:
-        return check_finite_float(float(text), "energy per operation (pJ)", minimum=0)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e) if "pJ" in str(e) else
-                                         f"expected a number of pJ >= 0, got {text!r}") from None
+_positive_int = _number("expected an integer >= 1", lambda v: v >= 1, integer=True)
+_burst = _number(f"Γ must be an integer from 1 to {MAX_BURST} (the paper uses 2 or 5; Γ above the "
+                 "largest normalised activation never clips)", lambda v: 1 <= v <= MAX_BURST,
+                 integer=True)
+_percentile = _number("expected a number in (0, 100] (e.g. 99.9)", lambda v: 0 < v <= 100)
+_picojoules = _number("expected a finite energy in pJ >= 0", lambda v: v >= 0)
 
 
 def _shape(text):

@@ -46,7 +46,7 @@ from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
 from .graph import OPS, Graph, bn_scale_shift, maxpool2d
 from .network import INPUT, PoolConnection, Population, SpikingNetwork
-from eventsnn.validation import MAX_BURST, check_batch, check_positive_int  # absolute: survives a move of this module
+from eventsnn.validation import MAX_BURST, check_batch, check_finite_float, check_positive_int  # absolute: survives a move of this module
 
 __all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
 
@@ -243,9 +243,7 @@ def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, b
         raise ValueError(f"unknown norm {norm!r}; use one of {', '.join(map(repr, NORMS))}")
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; use one of {', '.join(map(repr, POOLINGS))}")
-    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
-        raise TypeError(f"percentile must be a number in (0, 100], got {percentile!r}")
-    if not 0 < percentile <= 100:
+    if not 0 < check_finite_float(percentile, "percentile") <= 100:
         raise ValueError(f"percentile must be in (0, 100] (e.g. 99.9), got {percentile}")
     if isinstance(burst, bool) or not isinstance(burst, numbers.Real):
         raise TypeError(f"burst Γ must be an integer >= 1, got {burst!r}")

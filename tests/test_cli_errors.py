@@ -143,7 +143,7 @@ def test_normalisation_and_near_chance_are_printed(model, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--burst", "1000000000"], "--burst: Γ must be an integer from 1 to 65536"),
     (["--burst", "1e23"], "--burst: Γ must be an integer from 1 to 65536"),
-    (["--energy-mac", "-1"], "--energy-mac: energy per operation (pJ) must be in [0, inf]"),
+    (["--energy-mac", "-1"], "--energy-mac: expected a finite energy in pJ >= 0, got -1"),
     (["--json", "/nonexistent-folder/s.json"], "folder /nonexistent-folder does not exist"),
     (["--mean", "0.5"], "--mean and --std go together"),
     (["-n", "0"], "-n: expected an integer >= 1"),
