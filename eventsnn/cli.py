@@ -45,9 +45,9 @@ def _steps(text):
     try:
         steps = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--T takes comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not steps or steps[0] < 1:
-        raise argparse.ArgumentTypeError(f"--T needs integers >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return steps
 
 

@@ -147,7 +147,7 @@ def test_normalisation_and_near_chance_are_printed(model, tmp_path, capsys):
     (["--json", "/nonexistent-folder/s.json"], "folder /nonexistent-folder does not exist"),
     (["--mean", "0.5"], "--mean and --std go together"),
     (["-n", "0"], "-n: expected an integer >= 1"),
-    (["--T", "0"], "--T needs integers >= 1"),
+    (["--T", "0"], "--T: expected integers >= 1"),
 ])
 def test_bad_arguments_fail_before_any_work(model, capsys, no_simulation, argv, message):
     code, err = _err(capsys, ["run", "--model", model, "--no-progress", *argv])
@@ -237,3 +237,16 @@ def test_inspect_into_a_closed_pipe_is_quiet(tmp_path):
                          shell=True, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert out.stdout.startswith("name")
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_bad_input_table_runs_every_case():
+    """docs/make_bad_input_table.py fails unless every case fails cleanly; each appears."""
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        import make_bad_input_table as table
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+    md = table.make_table()
+    for what, command in table.CLI_CASES:
+        assert f"`{command}`" in md or "cifar-model" in command
+    assert md.count("UnsupportedModelError") == 1 and "MemoryError: this simulation" in md
