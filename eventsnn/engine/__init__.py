@@ -17,6 +17,7 @@ ENGINES = ("numba", "reference")
 
 __all__ = ["simulate", "SimResult", "concatenate", "ENGINES", "ENCODINGS", "RECORD_KINDS"]
 
+
 def _check_record(record):
     if record is None:
         return ()
