@@ -18,10 +18,11 @@ from .io import load_onnx
 from .energy import EnergyModel, estimate_energy
 from .network import SpikingNetwork, load_network
 from .report import write_report
+from .validation import UnsupportedModelError
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "Node", "load_graph", "load_onnx", "from_torch", "to_torch", "convert", "analog_forward", "ann_activations",
+__all__ = ["UnsupportedModelError", "Graph", "Node", "load_graph", "load_onnx", "from_torch", "to_torch", "convert", "analog_forward", "ann_activations",
            "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult", "Analysis",
            "analyze", "analyze_simulation", "EnergyModel", "estimate_energy", "write_report"]
 

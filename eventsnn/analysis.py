@@ -69,12 +69,12 @@ never changes: ``pred(t') = pred(T)`` for all ``t' ≥ t``.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .engine.result import SimResult
 from .network import SpikingNetwork
+from .validation import check_batch, check_labels, check_positive_int
 
 __all__ = ["Analysis", "analyze", "analyze_simulation", "firing_rates", "settle_steps",
            "normalised_activations", "RATE_UNIT"]
@@ -257,9 +257,7 @@ class Analysis:
 
             if not isinstance(graph, Graph):
                 raise TypeError(f"graph must be an eventsnn Graph or None, got {type(graph).__name__}")
-        if ann_batch_size is not None and (not isinstance(ann_batch_size, numbers.Integral)
-                                           or ann_batch_size < 1):
-            raise ValueError(f"ann_batch_size must be a positive integer or None, got {ann_batch_size!r}")
+        ann_batch_size = check_positive_int(ann_batch_size, "ann_batch_size", allow_none=True)
         self.net = net
         self.graph = graph
         self.ann_batch_size = ann_batch_size
@@ -321,11 +319,7 @@ class Analysis:
             raise ValueError(f"cannot accumulate results with different T ({self.T} and {result.T}); "
                              "use one Analysis per T")
         if y is not None:
-            y = np.asarray(y)
-            if y.shape != (B,):
-                raise ValueError(f"labels have shape {y.shape}; expected ({B},), one per simulated image")
-            if not np.issubdtype(y.dtype, np.integer):
-                raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
+            y = check_labels(y, B, self.net.output.size)
         if x is not None:
             x = np.asarray(x)
             if len(x) != B:
@@ -716,15 +710,11 @@ def analyze_simulation(net, x, T, y=None, graph=None, *, batch_size=256,
     """
     from .engine import simulate
 
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x = np.asarray(x)
-    if y is not None:
-        y = np.asarray(y)
-        if y.shape != (len(x),):
-            raise ValueError(f"labels have shape {y.shape}; expected ({len(x)},), one per image")
-    simulate_kwargs.setdefault("progress", False)
+    batch_size = check_positive_int(batch_size, "batch_size")
     an = Analysis(net, graph, ann_batch_size=ann_batch_size)
+    x = check_batch(x, net.input_shape)
+    if y is not None:
+        y = check_labels(y, len(x), net.output.size)
     for a in range(0, len(x), batch_size):
         xb = x[a:a + batch_size]
         res = simulate(net, xb, T, record=record, batch_size=batch_size, **simulate_kwargs)

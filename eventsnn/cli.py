@@ -1,88 +1,282 @@
-"""The ``eventsnn`` command line: run, inspect, convert, simulate and report.
+"""The ``eventsnn`` command line: run, inspect, convert and report.
 
 ``eventsnn run`` with no arguments converts the shipped Fashion-MNIST VGG model and simulates
 it event by event on the 1000 shipped test images.
+
+Conventions: everything a command needs (arguments, input and output paths, memory) is
+checked before the work starts; a wrong argument or unusable input ends with one line
+``eventsnn COMMAND: error: ...`` saying what to change and exit status 2. Calibration never
+silently uses the evaluation images: it reads the train split of ``--calib-data`` (default:
+the ``--data`` source) and fails when that is missing, empty, smaller than ``--calib`` or the
+same images as the test split; ``--calib-from-test`` calibrates on test images on request and
+says so. Progress bars (stderr) show reading, calibration and simulation; ``--no-progress``
+hides them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .validation import MAX_BURST
+
 DEFAULT_T = "8,16,32,64"
+REFERENCE_S_PER_NEURON_STEP = 1e-6
+"""Lower bound of the reference engine's cost per neuron, image and step (measured 1.8-4.7 µs
+on the shipped model, 2-core EPYC); used to warn before very long reference runs."""
+REFERENCE_WARN_S = 60.0
+
+
+class CLIError(ValueError):
+    """A wrong argument or unusable input found by the command (exit status 2)."""
+
+
+# --- argument types -------------------------------------------------------------------------
 
 
 def _steps(text):
     try:
         steps = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--T takes comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not steps or steps[0] < 1:
-        raise argparse.ArgumentTypeError(f"--T needs integers >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return steps
 
 
+def _number(expected, valid, integer=False):
+    """An argparse type: a finite number (an integer if ``integer``) for which ``valid`` holds."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and valid(value) and (not integer or value == int(value))):
+            raise argparse.ArgumentTypeError(f"{expected}, got {text}")
+        return int(value) if integer else value
+
+    return parse
+
+
+_positive_int = _number("expected an integer >= 1", lambda v: v >= 1, integer=True)
+_burst = _number(f"Γ must be an integer from 1 to {MAX_BURST} (the paper uses 2 or 5; Γ above the "
+                 "largest normalised activation never clips)", lambda v: 1 <= v <= MAX_BURST,
+                 integer=True)
+_percentile = _number("expected a number in (0, 100] (e.g. 99.9)", lambda v: 0 < v <= 100)
+_picojoules = _number("expected a finite energy in pJ >= 0", lambda v: v >= 0)
+
+
+def _shape(text):
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise CLIError(f"--input-shape takes comma-separated sizes such as 3,32,32, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise CLIError(f"--input-shape takes positive sizes such as 3,32,32, got {text!r}")
+    return shape
+
+
+# --- models and data ------------------------------------------------------------------------
+
+
 def load_model(path, input_shape=None):
-    """Load an ANN from a native ``.npz`` Graph or an ``.onnx`` file (None: the shipped model)."""
+    """Load an ANN (None: the shipped model), recognising the file by content.
+
+    ONNX files are read with :func:`eventsnn.io.onnx.load_onnx` whatever their name, eventsnn
+    graphs (``Graph.save``) with :func:`eventsnn.load_graph`; anything else (a converted
+    network, a data file, random bytes) raises :class:`CLIError` saying what the file is.
+    """
     from .datasets import default_model_path
+    from .files import describe, file_kind
     from .graph import load_graph
 
     if path is None:
         path, _ = default_model_path()
-    path = Path(path)
-    if path.suffix.lower() == ".onnx":
+    kind = file_kind(path)
+    if kind == "onnx":
         from .io.onnx import load_onnx
 
         return load_onnx(path, input_shape=input_shape)
-    return load_graph(path)
+    if kind == "graph":
+        return load_graph(path)
+    if kind == "network":
+        raise CLIError(f"{path} is a converted SpikingNetwork, not an ANN: --model takes the ANN "
+                       "(an ONNX file or an eventsnn Graph .npz); look at the network with "
+                       f"`eventsnn inspect {path}`, or simulate it in Python with "
+                       "eventsnn.simulate(eventsnn.load_network(path), x, T)")
+    raise CLIError(f"{path}: {describe(kind)}; --model takes an ONNX file or an eventsnn Graph "
+                   ".npz (written by Graph.save)")
 
 
-def _normalization(args, model_path):
-    """The normalisation to apply to the data: --mean/--std, the model's sidecar, or the file's."""
+def _normalization(args):
+    """``(Normalization or None, where it comes from)``: --mean/--std, the model's sidecar
+    JSON, the shipped model's, or None (the data file's own, else pixels / 255)."""
     from .datasets import Normalization, default_model_path
 
-    if args.mean is not None or args.std is not None:
-        if args.mean is None or args.std is None:
-            raise SystemExit("error: --mean and --std go together")
-        return Normalization(args.mean, args.std)
-    sidecar = Path(model_path).with_suffix(".json") if model_path else None
-    if sidecar is not None and sidecar.is_file():
+    if args.mean is not None:
+        return Normalization(args.mean, args.std), "--mean/--std"
+    if args.model is None:
+        return default_model_path()[1], "the shipped model's"
+    sidecar = Path(args.model).with_suffix(".json")
+    if sidecar.is_file():
         meta = json.loads(sidecar.read_text())
         if "normalization" in meta:
-            return Normalization.from_dict(meta["normalization"])
-    if model_path is None:
-        return default_model_path()[1]
-    return None
+            return Normalization.from_dict(meta["normalization"]), f"from {sidecar.name}"
+    return None, None
 
 
-def _load_data(args):
+def _describe_norm(norm, source):
+    from .datasets import Normalization
+
+    if norm == Normalization.identity():
+        return "none: pixels / 255 in [0, 1] (pass --mean/--std if the model was trained otherwise)"
+    fmt = lambda v: "[" + ", ".join(f"{float(a):.4g}" for a in np.ravel(v)) + "]"  # noqa: E731
+    return f"mean={fmt(norm.mean)} std={fmt(norm.std)} ({source or 'stored in the data file'})"
+
+
+def _load_test(args, graph):
     from .datasets import load_dataset
+    from .validation import check_labels
 
-    norm = _normalization(args, args.model)
-    test = load_dataset(args.data, split="test", normalization=norm, n=args.n, seed=args.seed)
-    calib_src = args.calib_data or args.data
+    norm, source = _normalization(args)
+    print(f"reading {args.data} (test split) ...", flush=True)
+    test = load_dataset(args.data, split="test", normalization=norm, n=None, seed=args.seed,
+                        progress=not args.no_progress)
+    if args.n is not None:
+        if args.n > len(test):
+            raise CLIError(f"-n {args.n} but {test.name} has {len(test)} images; pass -n "
+                           f"{len(test)} or fewer")
+        from .datasets import subset
+
+        test = subset(test, args.n, seed=args.seed)
+    if test.x.shape[1:] != tuple(graph.input_shape):
+        raise CLIError(f"the model takes inputs of shape {tuple(graph.input_shape)} but the images "
+                       f"of {test.name} are {test.x.shape[1:]}; pass --data with images for this "
+                       "model (e.g. --data path/to/cifar10.npz for a CIFAR-10 model)")
+    n_classes = int(np.prod(graph.output_shape))
+    check_labels(test.y, len(test), n_classes, name=f"labels of {test.name}")
+    return test, _describe_norm(test.normalization, source), n_classes
+
+
+def _calibration(args, test):
+    """Calibration images and a note on where they came from; never the test images silently."""
+    from .datasets import load_dataset, subset
+
+    if args.calib_from_test:
+        idx = np.random.default_rng(args.seed).permutation(len(test))[:args.calib]
+        note = (f"{len(idx)} images OF THE TEST SET {test.name} (--calib-from-test: accuracies "
+                "on these images are optimistic)")
+        return test.x[idx], note
+    src = args.calib_data or args.data
+    fix = ("pass --calib-data with training images normalised like the test images, or "
+           "--calib-from-test to calibrate on the test images (optimistic)")
     try:
-        calib = load_dataset(calib_src, split="train", normalization=test.normalization,
-                             n=args.calib, seed=args.seed)
-        calib_note = f"{len(calib)} {calib.name} images"
-    except (ValueError, FileNotFoundError):
-        calib = None
-    if calib is None:
-        calib_x = test.x[np.random.default_rng(args.seed).permutation(len(test))[:args.calib]]
-        calib_note = f"{len(calib_x)} images of the evaluation set (no train split available)"
-    else:
-        calib_x = calib.x
-    return test, calib_x, calib_note
+        calib = load_dataset(src, split="train", normalization=test.normalization, seed=args.seed,
+                             progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        raise CLIError(f"calibration data {src}: {e}; {fix}") from None
+    same = args.calib_data is None or Path(args.calib_data).resolve() == Path(args.data).resolve()
+    if calib.single_split and same:
+        raise CLIError(f"{src} holds one set of images (x/y), which is the evaluation set; "
+                       f"calibrating on it would tune the network to the test images; {fix}")
+    if len(calib) == 0:
+        raise CLIError(f"calibration data {calib.name} holds no images; {fix}")
+    if args.calib > len(calib):
+        raise CLIError(f"--calib {args.calib} but {calib.name} has only {len(calib)} images; pass "
+                       f"--calib {len(calib)} or fewer")
+    if calib.x.shape[1:] != test.x.shape[1:]:
+        raise CLIError(f"calibration images of {calib.name} have shape {calib.x.shape[1:]} but the "
+                       f"test images {test.x.shape[1:]}; {fix}")
+    calib = subset(calib, args.calib, seed=args.seed)
+    return calib.x, f"{len(calib)} {calib.name} images"
+
+
+# --- up-front checks ------------------------------------------------------------------------
+
+
+def _check_output_file(path, option):
+    """An output file must be creatable: its folder exists and is writable, it is no folder."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"{option} {path} is a folder; give a file name")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise CLIError(f"{option} {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise CLIError(f"{option} {path}: not writable; choose another location")
+
+
+def _check_output_folder(path, option):
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CLIError(f"{option} {path} is an existing file, not a folder; choose a folder name")
+    existing = p if p.exists() else next((a for a in p.absolute().parents if a.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK):
+        raise CLIError(f"{option} {path}: not writable; choose another location")
+
+
+def _check_outputs(args):
+    if args.command == "run":
+        _check_output_file(args.json, "--json")
+        _check_output_file(args.save_network, "--save-network")
+    elif args.command == "convert":
+        _check_output_file(args.out, "--out")
+    elif args.command == "report":
+        _check_output_folder(args.out, "--out")
+
+
+def _energy_model(args):
+    from .energy import EnergyModel, get_energy_model
+
+    preset = get_energy_model(args.energy)
+    if args.energy_mac is None and args.energy_ac is None:
+        return preset
+    return EnergyModel(preset.mac_pj if args.energy_mac is None else args.energy_mac,
+                       preset.ac_pj if args.energy_ac is None else args.energy_ac,
+                       f"{preset.name} with --energy-mac/--energy-ac")
+
+
+def _first_compile_note():
+    """A line to print when the Numba kernels are not in the cache yet (first run)."""
+    from .kernels import simulate as kernels
+
+    try:
+        folder = Path(kernels.simulate_batch._cache._cache_path)
+    except AttributeError:      # compiled in memory: no writable cache folder
+        return "compiling the Numba kernels (about 20 s; no writable cache folder, so every run)"
+    if folder.is_dir() and any(folder.glob("*simulate_batch*.nbi")):
+        return None
+    return f"compiling the Numba kernels (first run only, about 20 s; cached in {folder.parent})"
+
+
+def _reference_warning(net, n_images, T):
+    neurons = sum(p.size for p in net.populations)
+    seconds = REFERENCE_S_PER_NEURON_STEP * neurons * n_images * T
+    if seconds < REFERENCE_WARN_S:
+        return None
+    return (f"warning: the reference engine is plain Python: {n_images} images x T={T} x "
+            f"{neurons} neurons will take at least {seconds / 60:.0f} min (about 1 µs per neuron "
+            "and step); use --engine numba, or fewer images (-n) and steps (--T)")
+
+
+# --- the parser -----------------------------------------------------------------------------
 
 
 def _add_model_args(p):
     p.add_argument("--model", default=None,
-                   help="ANN file: native .npz Graph or .onnx (default: the shipped Fashion-MNIST VGG)")
+                   help="ANN file: ONNX or native eventsnn Graph .npz, recognised by content "
+                        "(default: the shipped Fashion-MNIST VGG)")
     p.add_argument("--input-shape", default=None,
                    help="per-sample input shape for ONNX models with dynamic shapes, e.g. 3,32,32")
 
@@ -90,53 +284,66 @@ def _add_model_args(p):
 def _add_data_args(p):
     p.add_argument("--data", default="fashion-mnist-sample",
                    help="data set: 'fashion-mnist-sample' (shipped, 1000 test images), "
-                        "'fashion-mnist', 'mnist', an IDX folder, a CIFAR-10 batch folder or an "
-                        ".npz with x/y (default: %(default)s)")
-    p.add_argument("-n", type=int, default=None,
+                        "'fashion-mnist', 'mnist', an IDX folder, a CIFAR-10 batch folder, a "
+                        "CIFAR-10 JPEG .tar.gz or an .npz with x/y (default: %(default)s)")
+    p.add_argument("-n", type=_positive_int, default=None,
                    help="evaluate a class-balanced seeded subset of N test images (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed for subsets and Poisson input")
     p.add_argument("--mean", type=float, nargs="+", default=None,
                    help="per-channel mean of the input normalisation (default: the model's or "
-                        "the data file's)")
+                        "the data file's; the one applied is printed)")
     p.add_argument("--std", type=float, nargs="+", default=None,
                    help="per-channel std of the input normalisation")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_convert_args(p):
-    p.add_argument("--norm", default="burst-percentile",
-                   choices=["max", "percentile", "burst-percentile"],
+    from .convert.calibrate import NORMS
+    from .convert import POOLINGS
+
+    p.add_argument("--norm", default="burst-percentile", choices=NORMS,
                    help="data-based weight normalisation (Eq. 6); burst-percentile divides "
                         "activations above 1 by Γ before the percentile (default: %(default)s)")
-    p.add_argument("--percentile", type=float, default=99.9,
+    p.add_argument("--percentile", type=_percentile, default=99.9,
                    help="percentile p of the activations used as λ (default: %(default)s)")
-    p.add_argument("--burst", type=int, default=5,
+    p.add_argument("--burst", type=_burst, default=5,
                    help="Γ, most spikes a neuron emits per step; 1 = plain IF (default: %(default)s)")
-    p.add_argument("--pooling", default="lipool", choices=["lipool", "maxgate", "avg"],
+    p.add_argument("--pooling", default="lipool", choices=POOLINGS,
                    help="how MaxPool is converted: Lateral Inhibition Pooling (Eq. 12), the "
                         "max-gate baseline (Eq. 11) or average pooling (default: %(default)s)")
     p.add_argument("--channelwise", action="store_true",
                    help="one normalisation factor λ per channel instead of per layer")
-    p.add_argument("--calib", type=int, default=256,
-                   help="number of calibration images (default: %(default)s)")
+    p.add_argument("--calib", type=_positive_int, default=256,
+                   help="number of calibration images, a class-balanced seeded subset "
+                        "(default: %(default)s)")
     p.add_argument("--calib-data", default=None,
-                   help="data set for calibration (train split; default: the --data source)")
+                   help="data set for calibration, its train split (an x/y .npz: all of it); "
+                        "default: the train split of --data. Missing or unusable: an error")
+    p.add_argument("--calib-from-test", action="store_true",
+                   help="calibrate on test images instead (optimistic; printed in the output)")
 
 
 def _add_sim_args(p):
+    from .energy import PRESETS
+    from .engine import ENCODINGS, ENGINES
+
     p.add_argument("--T", type=_steps, default=_steps(DEFAULT_T),
                    help="time steps at which to report accuracy, comma separated; the "
                         "simulation runs to the largest (default: %(default)s)")
-    p.add_argument("--engine", default="numba", choices=["numba", "reference"],
+    p.add_argument("--engine", default="numba", choices=ENGINES,
                    help="event-driven engine: compiled Numba kernels or the pure-Python "
                         "reference (small networks only) (default: %(default)s)")
-    p.add_argument("--encoding", default="direct", choices=["direct", "poisson"],
+    p.add_argument("--encoding", default="direct", choices=ENCODINGS,
                    help="input coding: analog current every step, or Bernoulli rate coding")
-    p.add_argument("--batch-size", type=int, default=None, help="images simulated together")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--energy-mac", type=float, default=4.6,
-                   help="energy of one 32-bit MAC in pJ (default: %(default)s)")
-    p.add_argument("--energy-ac", type=float, default=0.9,
-                   help="energy of one accumulate (SynOp) in pJ (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="images simulated together")
+    p.add_argument("--energy", default="45nm-fp32", choices=sorted(PRESETS),
+                   help="energy preset (pJ per MAC and per AC; default: %(default)s, "
+                        f"{PRESETS['45nm-fp32'].mac_pj} pJ/MAC and {PRESETS['45nm-fp32'].ac_pj} pJ/AC)")
+    p.add_argument("--energy-mac", type=_picojoules, default=None,
+                   help="energy of one MAC in pJ (overrides the preset's)")
+    p.add_argument("--energy-ac", type=_picojoules, default=None,
+                   help="energy of one accumulate (SynOp) in pJ (overrides the preset's)")
 
 
 def build_parser():
@@ -145,7 +352,8 @@ def build_parser():
         prog="eventsnn",
         description="Convert a trained CNN into a spiking network with burst spikes and "
                     "Lateral Inhibition Pooling (Li & Zeng, IJCAI 2022) and simulate it event "
-                    "by event, with exact spike and synaptic-operation counts.")
+                    "by event, with exact spike and synaptic-operation counts. Argument and "
+                    "input errors exit with status 2.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="convert and simulate a model, print accuracy vs T, SynOps, "
@@ -163,14 +371,16 @@ def build_parser():
 
     p = sub.add_parser("inspect", help="print a model's layers: op, shape, parameters, MACs",
                        description="Print the graph of an ANN (native .npz or ONNX) or of a "
-                                   "converted SpikingNetwork file.")
+                                   "converted SpikingNetwork file, recognised by content.")
     p.add_argument("path", nargs="?", default=None,
                    help="model file (default: the shipped model)")
     p.add_argument("--input-shape", default=None,
                    help="per-sample input shape for ONNX models with dynamic shapes, e.g. 3,32,32")
 
     p = sub.add_parser("convert", help="convert an ANN to a SpikingNetwork file",
-                       description="Calibrate on data and write the converted SpikingNetwork.")
+                       description="Calibrate on data and write the converted SpikingNetwork. "
+                                   "The calibration images must fit the model: for a model "
+                                   "that is not the shipped one pass --data.")
     _add_model_args(p)
     _add_data_args(p)
     _add_convert_args(p)
@@ -189,35 +399,54 @@ def build_parser():
     return parser
 
 
-def _shape(text):
-    return None if text is None else tuple(int(s) for s in text.split(","))
+def _check_args(args):
+    """Argument combinations argparse cannot check, and the outputs (before any work)."""
+    if args.command in ("run", "convert", "report"):
+        if (args.mean is None) != (args.std is None):
+            raise CLIError("--mean and --std go together (one value per channel each)")
+        if args.mean is not None and len(args.mean) != len(args.std):
+            raise CLIError(f"--mean has {len(args.mean)} values but --std {len(args.std)}")
+        if args.mean is not None and min(args.std) <= 0:
+            raise CLIError(f"--std must be > 0, got {args.std}")
+    _check_outputs(args)
+
+
+# --- commands -------------------------------------------------------------------------------
 
 
 def _convert(args, graph, calib_x):
     from .convert import convert
 
     return convert(graph, calib_x, norm=args.norm, percentile=args.percentile, burst=args.burst,
-                   pooling=args.pooling, channelwise=args.channelwise)
+                   pooling=args.pooling, channelwise=args.channelwise,
+                   progress=not args.no_progress)
 
 
 def cmd_inspect(args):
-    path = args.path
-    if path is not None and Path(path).suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            is_net = "__topology__" in z.files
-        if is_net:
-            from .network import load_network
+    from .files import file_kind
 
-            print(load_network(path).summary())
-            return 0
-    graph = load_model(path, _shape(args.input_shape))
+    if args.path is not None and file_kind(args.path) == "network":
+        from .network import load_network
+
+        print(load_network(args.path).summary())
+        return 0
+    graph = load_model(args.path, _shape(args.input_shape))
     print(graph.summary())
     return 0
 
 
-def cmd_convert(args):
+def _model_and_data(args):
     graph = load_model(args.model, _shape(args.input_shape))
-    _, calib_x, note = _load_data(args)
+    what = "the shipped Fashion-MNIST VGG" if args.model is None else args.model
+    print(f"model: {what} ({len(graph.nodes)} nodes, input {graph.input_shape})")
+    test, norm_note, n_classes = _load_test(args, graph)
+    print(f"data:  {test.name}, {len(test)} images; input normalisation: {norm_note}")
+    return graph, test, n_classes
+
+
+def cmd_convert(args):
+    graph, test, _ = _model_and_data(args)
+    calib_x, note = _calibration(args, test)
     t0 = time.perf_counter()
     net = _convert(args, graph, calib_x)
     net.save(args.out)
@@ -227,24 +456,40 @@ def cmd_convert(args):
     return 0
 
 
+def _ann_accuracy(graph, test, progress, chunk=256):
+    from tqdm.auto import tqdm
+
+    correct = 0
+    for s in tqdm(range(0, len(test), chunk), desc="ANN", unit="batch", disable=not progress):
+        correct += int((graph.forward(test.x[s:s + chunk]).argmax(axis=1) == test.y[s:s + chunk]).sum())
+    return correct / len(test)
+
+
 def _pipeline(args, record=()):
     """Shared by run and report: load, ANN accuracy, convert, simulate."""
     from .engine import simulate
 
-    graph = load_model(args.model, _shape(args.input_shape))
-    test, calib_x, note = _load_data(args)
-    what = "the shipped Fashion-MNIST VGG" if args.model is None else args.model
-    print(f"model: {what} ({len(graph.nodes)} nodes, input {graph.input_shape})")
-    print(f"data:  {test.name}, {len(test)} images")
-    ann_pred = graph.forward(test.x).argmax(axis=1)
-    ann_acc = float((ann_pred == test.y).mean())
+    graph, test, n_classes = _model_and_data(args)
+    calib_x, note = _calibration(args, test)
+    ann_acc = _ann_accuracy(graph, test, not args.no_progress)
     print(f"ANN accuracy: {100 * ann_acc:.2f} %")
+    if ann_acc < 1.5 / n_classes:
+        print(f"warning: the ANN is near chance ({100 / n_classes:.1f} % for {n_classes} classes): "
+              "check the input normalisation (--mean/--std) and that --data matches the model",
+              flush=True)
+    print(f"{'warning: ' if args.calib_from_test else ''}calibrating on {note} ...", flush=True)
     t0 = time.perf_counter()
     net = _convert(args, graph, calib_x)
     print(f"converted in {time.perf_counter() - t0:.1f} s: norm={args.norm} p={args.percentile} "
           f"Γ={args.burst} pooling={args.pooling} channelwise={args.channelwise}, "
           f"calibrated on {note}")
     T = max(args.T)
+    if args.engine == "reference":
+        warning = _reference_warning(net, len(test), T)
+    else:
+        warning = _first_compile_note()
+    if warning:
+        print(warning, flush=True)
     t0 = time.perf_counter()
     result = simulate(net, test.x, T, engine=args.engine, batch_size=args.batch_size,
                       progress=not args.no_progress, encoding=args.encoding, seed=args.seed,
@@ -262,10 +507,9 @@ def _upto(per_step, t):
 
 def _summary(args, graph, test, net, result, ann_acc, wall):
     from .analysis import firing_rates
-    from .energy import EnergyModel
 
     acc = result.accuracy(test.y)
-    model = EnergyModel(mac_pj=args.energy_mac, ac_pj=args.energy_ac)
+    model = _energy_model(args)
     rows = []
     for t in args.T:
         energy = model.compare(graph, result, upto=t)
@@ -278,7 +522,7 @@ def _summary(args, graph, test, net, result, ann_acc, wall):
     rates = firing_rates(net, result)
     mean_rate = float(np.mean([r for r in rates.values()])) if rates else 0.0
     return {"ann_accuracy": ann_acc, "n_images": len(test), "rows": rows,
-            "mean_firing_rate": mean_rate, "wall_s": wall,
+            "mean_firing_rate": mean_rate, "wall_s": wall, "energy_model": model.to_dict(),
             "settings": {k: v for k, v in vars(args).items() if k != "func"}}
 
 
@@ -291,9 +535,11 @@ def _print_table(summary):
               f"{100 * (summary['ann_accuracy'] - r['accuracy']):>+8.2f} "
               f"{r['synops_per_image']:>12.4g} {r['spikes_per_image']:>11.4g} "
               f"{100 * r['energy_ratio']:>11.1f}%")
+    e = summary["energy_model"]
     print(f"ANN accuracy {100 * summary['ann_accuracy']:.2f} %; mean firing rate "
           f"{summary['mean_firing_rate']:.4f} spikes/neuron/step; energy at "
-          f"4.6 pJ/MAC (ANN, analog input) and 0.9 pJ/AC (SynOps) unless set")
+          f"{e['mac_pJ']:g} pJ/MAC (ANN, analog input) and {e['ac_pJ']:g} pJ/AC (SynOps), "
+          f"{e['name']}")
 
 
 def cmd_run(args):
@@ -310,14 +556,12 @@ def cmd_run(args):
 
 
 def cmd_report(args):
-    from .energy import EnergyModel
     from .report import write_report
 
     graph, test, net, result, ann_acc, wall = _pipeline(args, record=("neuron_counts", "potential"))
     summary = _summary(args, graph, test, net, result, ann_acc, wall)
     _print_table(summary)
-    energy = EnergyModel(mac_pj=args.energy_mac, ac_pj=args.energy_ac, name="cli")
-    paths = write_report(graph, net, result, test.x, test.y, args.out, energy=energy)
+    paths = write_report(graph, net, result, test.x, test.y, args.out, energy=_energy_model(args))
     for p in paths.values():
         print(f"wrote {p}")
     return 0
@@ -327,15 +571,34 @@ COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "rep
 
 
 def main(argv=None):
-    """Entry point of the ``eventsnn`` command."""
+    """Entry point of the ``eventsnn`` command.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a wrong argument or unusable input (one line on stderr saying
+        what to change; argparse's own errors use 2 as well).
+    """
+    from .validation import UnsupportedModelError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:          # --help (0) or an argparse error (2, already printed)
+        return e.code
     if args.command is None:
         parser.print_help()
         return 0
     try:
+        _check_args(args)
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) closed the pipe: stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (UnsupportedModelError, ValueError, TypeError, FileNotFoundError, ImportError,
+            MemoryError) as e:
         print(f"eventsnn {args.command}: error: {e}", file=sys.stderr)
         return 2
 

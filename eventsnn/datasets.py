@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import describe, file_kind
+
 __all__ = [
     "CIFAR10_CLASSES",
     "FASHION_MNIST_CLASSES",
@@ -261,7 +263,7 @@ def read_cifar10_batches(folder, split="test"):
 
 # ----------------------------------------------------------------------------- npz
 
-def read_cifar10_jpeg(path, split="test"):
+def read_cifar10_jpeg(path, split="test", progress=False):
     """Read CIFAR-10 stored as JPEG files in a ``.tar.gz`` (``{train,test}/<class>/NNNN.jpg``).
 
     This is the layout of ``../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz``; images are
@@ -273,6 +275,8 @@ def read_cifar10_jpeg(path, split="test"):
     path : str or os.PathLike
         The archive.
     split : {"train", "test"}
+    progress : bool
+        Show a tqdm progress bar over the archive's members and the decoding.
 
     Returns
     -------
@@ -286,10 +290,12 @@ def read_cifar10_jpeg(path, split="test"):
         from PIL import Image
     except ImportError:
         raise ImportError("reading CIFAR-10 JPEG archives needs Pillow: pip install pillow") from None
+    from tqdm.auto import tqdm
+
     images = []
     try:
         with tarfile.open(path, "r|gz") as tar:  # a gzip stream: read in order, sort after
-            for m in tar:
+            for m in tqdm(tar, desc=f"read {Path(path).name}", unit="file", disable=not progress):
                 parts = m.name.split("/")
                 if m.isfile() and m.name.endswith(".jpg") and len(parts) >= 3 and parts[-3] == split:
                     images.append((m.name, tar.extractfile(m).read()))
@@ -298,7 +304,8 @@ def read_cifar10_jpeg(path, split="test"):
     if not images:
         raise ValueError(f"{path}: no '{split}/<class>/*.jpg' images inside")
     xs, ys = [], []
-    for name, data in sorted(images):
+    for name, data in tqdm(sorted(images), desc=f"decode {split}", unit="img",
+                           disable=not progress):
         cls = name.split("/")[-2]
         if cls not in CIFAR10_CLASSES:
             raise ValueError(f"{path}: unknown class folder {cls!r} in {name}; expected one of "
@@ -322,11 +329,18 @@ def read_npz(path, split="test"):
     x : numpy.ndarray
     y : numpy.ndarray
     extra : dict
-        ``classes``/``mean``/``std`` when present.
+        ``classes``/``mean``/``std`` when present; ``single_split: True`` for an ``x``/``y``
+        file (the same images whatever ``split`` asks for).
     """
     _check_split(split)
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
         keys = set(z.files)
+    except Exception as e:  # noqa: BLE001 - zip/pickle/format errors: not an npz of arrays
+        raise ValueError(f"{path}: not a readable numpy .npz archive ({type(e).__name__}); "
+                         "data files must be .npz archives with arrays x and y (or x_train/"
+                         "y_train and x_test/y_test)") from None
+    with z:
         if {"x", "y"} <= keys:
             kx, ky = "x", "y"
         elif {f"x_{split}", f"y_{split}"} <= keys:
@@ -336,6 +350,8 @@ def read_npz(path, split="test"):
                              f"'y_{split}'; found {sorted(keys)}")
         x, y = z[kx], z[ky]
         extra = {k: z[k] for k in ("classes", "mean", "std") if k in keys}
+        if kx == "x":
+            extra["single_split"] = True
     if len(x) != len(y):
         raise ValueError(f"{path}: {kx} has {len(x)} images but {ky} has {len(y)} labels")
     return x, y, extra
@@ -448,6 +464,9 @@ class Dataset:
         How ``x`` was produced from the raw images.
     name : str
         Source description.
+    single_split : bool
+        The source holds one set of images (an ``.npz`` with ``x``/``y``): asking it for the
+        train split gives the same images as for the test split.
     """
 
     x: np.ndarray
@@ -455,6 +474,7 @@ class Dataset:
     classes: tuple = ()
     normalization: Normalization = field(default_factory=Normalization.identity)
     name: str = ""
+    single_split: bool = False
 
     def __post_init__(self):
         self.x = np.asarray(self.x, np.float32)
@@ -559,7 +579,7 @@ def _default_roots(name):
     return roots
 
 
-def read_raw(name_or_path, split="test"):
+def read_raw(name_or_path, split="test", progress=False):
     """Read raw images and labels from a named data set or a path (no normalisation).
 
     Parameters
@@ -571,6 +591,8 @@ def read_raw(name_or_path, split="test"):
         a CIFAR-10 python batch folder, a CIFAR-10 JPEG ``.tar.gz``, an ``.npz`` file, or a
         single IDX image file (its labels file is found by replacing ``images-idx3`` with ``labels-idx1``).
     split : {"train", "test"}
+    progress : bool
+        Show progress bars while reading (JPEG archives, the slow format).
 
     Returns
     -------
@@ -608,12 +630,17 @@ def read_raw(name_or_path, split="test"):
     if not path.is_file():
         raise FileNotFoundError(f"{key!r} is neither a known data set name "
                                 f"({['fashion-mnist-sample', *_NAMED]}) nor an existing path")
-    if path.name.endswith((".tar.gz", ".tgz")):
-        x, y = read_cifar10_jpeg(path, split)
+    kind = file_kind(path)
+    if kind == "tar":
+        x, y = read_cifar10_jpeg(path, split, progress)
         return x, y, {"classes": CIFAR10_CLASSES, "name": name}
-    if path.suffix == ".npz":
+    if kind not in ("data", "npz", "idx", "gzip"):
+        raise ValueError(f"{path}: {describe(kind)}, not a data set; data is a data set name, a "
+                         "folder (IDX or CIFAR-10 batches), a CIFAR-10 JPEG .tar.gz, an .npz with "
+                         "arrays x and y, or an IDX images file")
+    if kind in ("data", "npz"):
         x, y, extra = read_npz(path, split)
-        info = {"name": name}
+        info = {"name": name, "single_split": extra.get("single_split", False)}
         if "classes" in extra:
             info["classes"] = tuple(str(c) for c in extra["classes"])
         elif "cifar" in path.name.lower():
@@ -633,7 +660,7 @@ def read_raw(name_or_path, split="test"):
     return x, y, {"classes": (), "name": path.name}
 
 
-def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0):
+def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0, progress=False):
     """Load a data set as normalised float32 NCHW images and int64 labels.
 
     Parameters
@@ -651,12 +678,14 @@ def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0)
         Take a class-balanced seeded subset of ``n`` samples (:func:`subset`).
     seed : int
         Seed of the subset.
+    progress : bool
+        Show progress bars while reading (see :func:`read_raw`).
 
     Returns
     -------
     Dataset
     """
-    x, y, info = read_raw(name_or_path, split)
+    x, y, info = read_raw(name_or_path, split, progress)
     if normalization is None:
         norm = (Normalization(info["mean"], info["std"]) if "mean" in info
                 else Normalization.identity())
@@ -675,7 +704,8 @@ def load_dataset(name_or_path, split="test", normalization=None, n=None, seed=0)
     if n is not None:
         idx = subset_indices(y, n, seed)
         x, y = x[idx], y[idx]
-    ds = Dataset(norm.apply(x), y, info.get("classes", ()), norm, info["name"])
+    ds = Dataset(norm.apply(x), y, info.get("classes", ()), norm, info["name"],
+                 info.get("single_split", False))
     if not ds.classes:
         ds.classes = tuple(str(c) for c in range(int(ds.y.max()) + 1 if len(ds.y) else 0))
     return ds

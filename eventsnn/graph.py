@@ -629,8 +629,11 @@ class Graph:
             raise ValueError(f"node {node.name!r}: name is already used by {what}; node names must be unique")
         opdef = OPS.get(node.op)
         if opdef is None:
-            raise ValueError(f"node {node.name!r}: unsupported op {node.op!r}; "
-                             f"supported ops are {', '.join(SUPPORTED_OPS)}")
+            from .validation import UnsupportedModelError
+
+            raise UnsupportedModelError(f"node {node.name!r}: unsupported op {node.op!r}; "
+                                        f"supported ops are {', '.join(SUPPORTED_OPS)}",
+                                        node=node.name, op=node.op)
         if isinstance(node.inputs, str):
             node.inputs = (node.inputs,)
         node.inputs = tuple(node.inputs)
@@ -708,24 +711,13 @@ class Graph:
 
         Raises
         ------
-        ValueError
-            Wrong shape, non-floating dtype, or NaN/inf values; the message says how to fix it.
+        ValueError, TypeError
+            Wrong shape, non-floating dtype, or NaN/inf values; the message says how to fix it
+            (:func:`eventsnn.validation.check_batch`).
         """
-        x = np.asarray(x)
-        expected = "(B, " + ", ".join(str(s) for s in self.input_shape) + ")"
-        if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
-            hint = " (add a batch axis: x[None])" if x.shape == self.input_shape else ""
-            raise ValueError(f"input has shape {x.shape}, expected {expected}{hint}")
-        if x.shape[0] < 1:
-            raise ValueError(f"input batch is empty (shape {x.shape}); pass at least one sample")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"input dtype is {x.dtype}, expected floating point; convert and normalise "
-                             "it first, e.g. x.astype(np.float32) / 255 then (x - mean) / std")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("input contains NaN or inf values; clean or re-normalise the data "
-                             "(e.g. np.nan_to_num) before calling forward")
-        return x
+        from .validation import check_batch
+
+        return check_batch(x, self.input_shape, "input")
 
     def forward(self, x, return_all: bool = False):
         """Run the ANN in numpy float32.

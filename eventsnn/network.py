@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .primitives import out_hw
+from .validation import MAX_BURST
 
 POPULATION_KINDS = ("if", "lipool", "maxgate", "output")
 INPUT = "input"
@@ -130,9 +131,10 @@ class Population:
             )
         if not self.threshold > 0:
             raise ValueError(f"population {self.name!r}: threshold must be > 0, got {self.threshold}")
-        if not isinstance(self.burst, numbers.Integral) or self.burst < 1:
+        if not isinstance(self.burst, numbers.Integral) or not 1 <= self.burst <= MAX_BURST:
             raise ValueError(
-                f"population {self.name!r}: burst Γ must be an integer >= 1, got {self.burst}"
+                f"population {self.name!r}: burst Γ must be an integer from 1 to {MAX_BURST}, "
+                f"got {self.burst}"
             )
         self.burst = int(self.burst)
         if self.bias is not None:

@@ -500,8 +500,13 @@ def test_convert_scales_match_hand_computation(norm):
         for p in net.populations:
             if p.kind == "if":
                 want = activation_scale(acts[p.ann_node], norm, 98.0, 2, cw)
-                np.testing.assert_allclose(p.scale, want, rtol=1e-6)
-            np.testing.assert_allclose(net.meta["scales"][p.name], p.scale, rtol=1e-6)
+                # Tolerance: convert runs the ANN in batches of 8, the hand computation in one
+                # batch, and float32 matrix products may round differently depending on how
+                # BLAS blocks them (a few ulps, ~1e-6 relative on AVX-512 OpenBLAS). A
+                # percentile (an order statistic) and max are 1-Lipschitz in the max norm, so
+                # the scale moves by no more than the activations did.
+                np.testing.assert_allclose(p.scale, want, rtol=1e-5)
+            np.testing.assert_array_equal(net.meta["scales"][p.name], p.scale)
 
 
 def test_dead_layer_gets_unit_scale_with_warning():
@@ -523,9 +528,9 @@ def test_bad_arguments():
     x = calib(g, 4)
     with pytest.raises(TypeError, match="Graph"):
         convert("model.onnx", x)
-    with pytest.raises(ValueError, match=r"expected \(N, 3, 10, 10\)"):
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 10, 10\)"):
         convert(g, x[0])
-    with pytest.raises(ValueError, match=r"expected \(N, 3, 10, 10\)"):
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 10, 10\)"):
         convert(g, x[:, :2])
     with pytest.raises(ValueError, match="empty"):
         convert(g, x[:0])
@@ -544,8 +549,8 @@ def test_bad_arguments():
             convert(g, x, percentile=p)
     with pytest.raises(TypeError, match="percentile"):
         convert(g, x, percentile="99")
-    for bad_burst in (0, 2.5):
-        with pytest.raises(ValueError, match="integer >= 1"):
+    for bad_burst in (0, 2.5, 10 ** 9, 1e23):
+        with pytest.raises(ValueError, match="integer from 1 to 65536"):
             convert(g, x, burst=bad_burst)
     with pytest.raises(TypeError, match="burst"):
         convert(g, x, burst="5")
@@ -610,3 +615,24 @@ def test_resnet56_onnx_converts_channelwise(shared_dir):
     net = convert(g, x, channelwise=True, norm="percentile", batch_size=16)
     assert sum(p.kind == "if" for p in net.populations) == 55
     assert_matches_ann(net, g, x[:4])
+
+
+def test_zero_padding_after_relu_before_maxpool_is_pooled_exactly():
+    """ZeroPad2d between a ReLU and a MaxPool keeps the signal non-negative: the padding is
+    taken over by the pool, and the analog limit equals the ANN."""
+    b = Builder((2, 6, 6))
+    x = b.relu(b.conv("input", 3))
+    x = b.maxpool(b.pad(x, [0, 1, 0, 0, 1, 1]), 2, 2, 0)     # pad top 1, bottom 1, right 1
+    b.linear(b.flatten(x), 2)
+    g = b.graph()
+    xs = calib(g, 6)
+    net = convert(g, xs, norm="max")
+    pool = [p for p in net.populations if p.kind == "lipool"]
+    assert len(pool) == 1 and pool[0].pool["padding"] == [1, 0, 1, 1]
+    assert_matches_ann(net, g, xs)
+    # a padded signal that is not a ReLU output is still refused
+    b = Builder((2, 6, 6))
+    b.linear(b.flatten(b.maxpool(b.pad(b.conv("input", 3), [0, 1, 0, 0, 1, 1]))), 2)
+    g = b.graph()
+    with pytest.raises(ValueError, match="not a ReLU output"):
+        convert(g, calib(g))

@@ -343,7 +343,7 @@ def test_bad_arguments(kwargs, exc, match):
 
 def test_bad_inputs():
     net = mixed_net(0)
-    with pytest.raises(ValueError, match=r"expected \(batch, 2, 6, 6\)"):
+    with pytest.raises(ValueError, match=r"expected \(B, 2, 6, 6\)"):
         simulate(net, np.zeros((1, 3, 6, 6), np.float32), 3, progress=False)
     with pytest.raises(ValueError, match="batch axis"):
         simulate(net, np.zeros((2, 6, 6), np.float32), 3, progress=False)
@@ -352,7 +352,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="NaN"):
         simulate(net, x, 3, progress=False)
     x[0, 0, 0, 0] = np.inf
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="NaN or inf"):
         simulate(net, x, 3, progress=False)
     with pytest.raises(TypeError, match="numeric"):
         simulate(net, np.full((1, 2, 6, 6), "a"), 3, progress=False)

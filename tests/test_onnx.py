@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from eventsnn.graph import Graph  # noqa: E402
 from eventsnn.io import SUPPORTED_ONNX_OPS, load_onnx  # noqa: E402
+from eventsnn.validation import UnsupportedModelError  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -346,8 +347,10 @@ def test_node_names_sanitised_and_unique():
 def test_unsupported_op_is_named():
     model = make_model([helper.make_node("Relu", ["x"], ["r"], name="/act/Relu"),
                         helper.make_node("Sigmoid", ["r"], ["y"], name="/act/Sigmoid")], {}, ["N", 4])
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(UnsupportedModelError) as e:
         load_onnx(model)
+    assert isinstance(e.value, ValueError)
+    assert (e.value.node, e.value.op) == ("/act/Sigmoid", "Sigmoid")
     msg = str(e.value)
     assert "'/act/Sigmoid'" in msg and "Sigmoid" in msg and "Conv" in msg and "BatchNormalization" in msg
     assert set(SUPPORTED_ONNX_OPS) >= {"Conv", "Gemm", "MatMul", "Pad", "Slice", "Shape", "ConstantOfShape"}

@@ -424,8 +424,12 @@ def _seq(*layers):
 ], ids=["sigmoid", "groups", "conv-dilation", "padding-mode", "ceil-mode", "pool-dilation",
         "divisor", "conv1d", "bn-batch-stats"])
 def test_unsupported_modules_raise_clear_errors(model, shape, pattern):
-    with pytest.raises(ValueError, match=pattern):
+    from eventsnn.validation import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match=pattern) as e:
         from_torch(model, torch.zeros(shape))
+    assert e.value.node and f"fx node {e.value.node!r}" in str(e.value)
+    assert e.value.op.startswith(("module", "function"))
 
 
 class _Fn(nn.Module):

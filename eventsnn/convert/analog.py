@@ -13,6 +13,7 @@ import numpy as np
 
 from ..graph import maxpool2d
 from ..network import INPUT, SpikingNetwork
+from ..validation import check_batch
 
 __all__ = ["analog_forward", "ann_activations"]
 
@@ -20,13 +21,7 @@ __all__ = ["analog_forward", "ann_activations"]
 def _check_net_input(net, x):
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"expected a SpikingNetwork (from eventsnn.convert), got {type(net).__name__}")
-    x = np.asarray(x)
-    if x.ndim != len(net.input_shape) + 1 or x.shape[1:] != net.input_shape:
-        expected = "(B, " + ", ".join(map(str, net.input_shape)) + ")"
-        raise ValueError(f"x has shape {x.shape}, expected {expected}")
-    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
-        raise ValueError("x must be finite floating-point images normalised as for the ANN")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return check_batch(x, net.input_shape)
 
 
 def analog_forward(net, x):

@@ -159,7 +159,8 @@ def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, ch
     return lam
 
 
-def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batch_size):
+def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batch_size,
+                   progress=False):
     """λ for every calibration target, streaming the ANN forward over ``x`` in batches.
 
     Parameters
@@ -175,6 +176,8 @@ def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batc
         As in :class:`ScaleAccumulator`.
     batch_size : int
         Images per forward batch. Only the activations that are still needed are kept.
+    progress : bool
+        Show a tqdm progress bar over the images.
 
     Returns
     -------
@@ -198,6 +201,9 @@ def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batc
         for target, relu in by_node.get(name, ()):
             accs[target].update(np.maximum(a, 0) if relu else a)
 
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(x), desc="calibrate", unit="img", disable=not progress)
     for start in range(0, len(x), batch_size):
         acts = {graph.input_name: graph.check_input(x[start:start + batch_size])}
         feed(graph.input_name, acts[graph.input_name])
@@ -207,6 +213,8 @@ def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batc
             for inp in node.inputs:
                 if last_use.get(inp) == i:
                     acts.pop(inp, None)
+        bar.update(min(batch_size, len(x) - start))
+    bar.close()
     out, found = {}, {}
     for t, acc in accs.items():
         out[t], to_max, dead = acc.result()

@@ -46,6 +46,7 @@ from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
 from ..graph import OPS, Graph, bn_scale_shift
 from ..network import INPUT, PoolConnection, Population, SpikingNetwork
+from ..validation import MAX_BURST, check_batch, check_finite_float, check_positive_int
 
 __all__ = ["convert", "NORMS", "POOLINGS"]
 
@@ -187,10 +188,35 @@ class _Walker:
             return (kind, v)
         return self._add_pop(_Pop(self._name(node.name), "if", node.shape, node.name, expr=v))
 
+    def _zero_padded_pop(self, expr):
+        """``(population, [top, left, bottom, right])`` when ``expr`` is a spiking population
+        zero-padded in H and W only (e.g. ``ZeroPad2d`` after a ReLU): a non-negative signal
+        whose padding max pooling can take over. None otherwise."""
+        if len(expr.terms) != 1 or np.any(expr.bias):
+            return None
+        src, chain = expr.terms[0]
+        if src == INPUT or not chain or any(not isinstance(op, Structural) or op.op != "pad"
+                                            for op in chain):
+            return None
+        extra = np.zeros(4, np.int64)
+        for op in chain:
+            pads = op.node.attrs["pads"]
+            if len(pads) != 6 or pads[0] or pads[3]:
+                return None                  # channel padding or not (C, H, W)
+            extra += (pads[1], pads[2], pads[4], pads[5])
+        return src, extra
+
     def _maxpool(self, node):
         (src,) = node.inputs
         kind, v = self.values[src]
-        if kind == "expr":
+        a = node.attrs
+        padding = np.asarray(a["padding"], np.int64)
+        padded = self._zero_padded_pop(v) if kind == "expr" else None
+        if padded is not None:               # max(0, ...) of zeros = 0: pool the population
+            v, extra = padded
+            padding = padding + extra
+            ann = node.name
+        elif kind == "expr":
             consumers = [c for c in self.g.consumers(node.name) if c.name in self.live]
             if node.name == self.g.output or len(consumers) != 1 or consumers[0].op != "relu":
                 raise self._fail(node, "max pooling of a signal that is not a ReLU output cannot be "
@@ -203,8 +229,8 @@ class _Walker:
             v, ann = pre[1], relu.name
         else:
             ann = node.name
-        a = node.attrs
-        pool = {"source": v, "kernel": a["kernel"], "stride": a["stride"], "padding": a["padding"]}
+        pool = {"source": v, "kernel": a["kernel"], "stride": a["stride"],
+                "padding": [int(p) for p in padding]}
         return self._add_pop(_Pop(self._name(node.name), self.pooling, node.shape, ann, pool=pool))
 
 
@@ -217,34 +243,17 @@ def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, b
         raise ValueError(f"unknown norm {norm!r}; use one of {', '.join(map(repr, NORMS))}")
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; use one of {', '.join(map(repr, POOLINGS))}")
-    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
-        raise TypeError(f"percentile must be a number in (0, 100], got {percentile!r}")
-    if not 0 < percentile <= 100:
+    if not 0 < check_finite_float(percentile, "percentile") <= 100:
         raise ValueError(f"percentile must be in (0, 100] (e.g. 99.9), got {percentile}")
     if isinstance(burst, bool) or not isinstance(burst, numbers.Real):
         raise TypeError(f"burst Γ must be an integer >= 1, got {burst!r}")
-    if burst != int(burst) or burst < 1:
-        raise ValueError(f"burst Γ must be an integer >= 1 (1 = plain IF neuron; the paper uses 2 or 5), "
-                         f"got {burst}")
+    if burst != int(burst) or not 1 <= burst <= MAX_BURST:
+        raise ValueError(f"burst Γ must be an integer from 1 to {MAX_BURST} (1 = plain IF neuron; "
+                         f"the paper uses 2 or 5), got {burst:g}")
     if not isinstance(channelwise, (bool, np.bool_)):
         raise TypeError(f"channelwise must be True or False, got {channelwise!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x = np.asarray(calib_x)
-    expected = "(N, " + ", ".join(map(str, graph.input_shape)) + ")"
-    if x.ndim != len(graph.input_shape) + 1 or x.shape[1:] != graph.input_shape:
-        hint = " (add a batch axis: x[None])" if x.shape == graph.input_shape else ""
-        raise ValueError(f"calib_x has shape {x.shape}, expected {expected}{hint}")
-    if len(x) == 0:
-        raise ValueError(f"calib_x is empty (shape {x.shape}); pass at least one calibration image, "
-                         "e.g. a few hundred training images")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"calib_x has dtype {x.dtype}; pass float images normalised exactly as for the "
-                         "ANN, e.g. (x / 255 - mean) / std as float32")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("calib_x contains NaN or inf; clean the calibration data (e.g. drop those "
-                         "images) before converting")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    check_positive_int(batch_size, "batch_size")
+    return check_batch(calib_x, graph.input_shape, "calib_x")
 
 
 def _scale_op(lam, shape, invert=False):
@@ -253,7 +262,7 @@ def _scale_op(lam, shape, invert=False):
 
 
 def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5, pooling="lipool",
-            channelwise=False, batch_size=100):
+            channelwise=False, batch_size=100, progress=False):
     """Convert a ReLU ANN into a spiking network of burst IF neurons.
 
     Steps: fold BatchNorm into the preceding Conv/Linear (Eq. 7, :func:`fold_batchnorm`);
@@ -288,6 +297,8 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         One λ per channel (axis 0) instead of one per layer.
     batch_size : int
         Calibration images per ANN forward batch (memory: only needed activations are kept).
+    progress : bool
+        Show a tqdm progress bar over the calibration images.
 
     Returns
     -------
@@ -313,7 +324,8 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
 
     refs = {p.name: (p.ann_node, p.ann_relu) for p in pops if p.kind == "if"}
     scales = collect_scales(folded, x, refs, norm=norm, percentile=float(percentile), burst=int(burst),
-                            channelwise=bool(channelwise), batch_size=int(batch_size))
+                            channelwise=bool(channelwise), batch_size=int(batch_size),
+                            progress=progress)
     by_name = {p.name: p for p in pops}
     for p in pops:
         if p.kind == "if":

@@ -7,48 +7,15 @@ event queue, the oracle for small networks). Both return a :class:`SimResult`.
 
 from __future__ import annotations
 
-import numbers
+import os
 
-import numpy as np
-
+from ..validation import check_batch, check_positive_int
 from .encoding import ENCODINGS, resolve_seed
 from .result import RECORD_KINDS, SimResult, concatenate
 
 ENGINES = ("numba", "reference")
 
 __all__ = ["simulate", "SimResult", "concatenate", "ENGINES", "ENCODINGS", "RECORD_KINDS"]
-
-def _check_T(T):
-    if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Integral):
-        raise TypeError(f"T (number of time steps) must be an integer, got {T!r}")
-    if T < 1:
-        raise ValueError(f"T (number of time steps) must be >= 1, got {T}")
-    return int(T)
-
-
-def _check_x(net, x):
-    shape = tuple(net.input_shape)
-    expected = f"(batch, {', '.join(str(s) for s in shape)})"
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
-        raise TypeError(f"x must be a numeric array of shape {expected}: {e}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
-                                   or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"x must be a real numeric array (float32 images), got dtype {arr.dtype}")
-    if arr.shape == shape:
-        raise ValueError(
-            f"x has shape {arr.shape}, a single image; add the batch axis: x[None] has shape "
-            f"{(1,) + shape}, the expected {expected}"
-        )
-    if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
-        raise ValueError(f"x has shape {arr.shape}; expected {expected} for this network")
-    if arr.shape[0] == 0:
-        raise ValueError(f"x holds no images (shape {arr.shape}); pass at least one")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError("x contains NaN or infinite values; clean or normalise the input first")
-    return arr
 
 
 def _check_record(record):
@@ -66,7 +33,49 @@ def _check_record(record):
     return tuple(dict.fromkeys(record))
 
 
-def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encoding="direct",
+def available_memory():
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(program, n_images, T, record, encoding, batch_size):
+    """Refuse a run whose kept results plus one batch would not fit in the available memory."""
+    kept = program.bytes_per_image(T, record, encoding) - program.bytes_per_image(T, (), encoding)
+    kept += 4 * T * program.net.output.size                      # outputs (T, B, n_out) float32
+    need = n_images * kept + batch_size * program.bytes_per_image(T, record, encoding)
+    have = available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        fix = ("drop 'trains' from record (or simulate fewer images per call and reduce each "
+               "batch, as eventsnn.analyze_simulation does)" if "trains" in record
+               else "simulate fewer images per call, fewer steps T, or fewer records")
+        raise MemoryError(
+            f"this simulation would need about {need / gib:.1f} GiB ({n_images} images, T={T}, "
+            f"records {list(record) or 'none'}: {kept / 2**20:.2f} MiB kept per image) but "
+            f"{have / gib:.1f} GiB are available; {fix}")
+    return need
+
+
+def _progress_chunk(n_images, batch_size):
+    """Images per engine call when a progress bar is shown: about 25 updates per run, at
+    least 16 images per thread (each call has a fixed cost and a tail where threads idle),
+    never more than ``batch_size``."""
+    import numba
+
+    return max(1, min(batch_size, max(16 * numba.get_num_threads(), -(-n_images // 25))))
+
+
+def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, encoding="direct",
              seed=None, record=()):
     """Simulate a spiking network on a batch of images for ``T`` time steps.
 
@@ -93,7 +102,9 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
         ``NumbaProgram.default_batch_size``.
         Results do not depend on it.
     progress : bool
-        Show a tqdm progress bar over batches (when there is more than one).
+        Show a tqdm progress bar over images (default off; the ``eventsnn`` command turns it
+        on). The images are then simulated in chunks (about 25, at least 16 images per thread)
+        so that the bar moves; results do not depend on it.
     encoding : {"direct", "poisson"}
         Input coding, see :mod:`eventsnn.engine.encoding`.
     seed : int, optional
@@ -104,24 +115,26 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
     Returns
     -------
     SimResult
+
+    Raises
+    ------
+    MemoryError
+        Before any allocation, when the results kept for all images (outputs and records,
+        e.g. ``"trains"``: ``8·T·B·N`` bytes) plus one batch exceed the available memory;
+        the message gives the size and what to change.
     """
     from ..network import SpikingNetwork
 
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"net must be a SpikingNetwork (see eventsnn.convert), got {type(net).__name__}")
-    T = _check_T(T)
-    x = _check_x(net, x)
+    T = check_positive_int(T, "T (number of time steps)")
+    x = check_batch(x, net.input_shape)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
     record = _check_record(record)
-    if batch_size is not None:
-        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral):
-            raise TypeError(f"batch_size must be an integer or None, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (or None for automatic), got {batch_size}")
-        batch_size = int(batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     seed = resolve_seed(seed) if encoding == "poisson" else (None if seed is None else resolve_seed(seed))
 
     if engine == "reference":
@@ -134,12 +147,18 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
     program = NumbaProgram(net)
     if batch_size is None:
         batch_size = program.default_batch_size(T, record, encoding)
-    starts = range(0, len(x), batch_size)
-    if progress and len(starts) > 1:
-        from tqdm.auto import tqdm
+    _check_memory(program, len(x), T, record, encoding, batch_size)
+    if not progress:
+        return concatenate([program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed,
+                                        first_index=s, record=record)
+                            for s in range(0, len(x), batch_size)])
+    from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="simulate", unit="batch")
-    results = [program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed, first_index=s,
-                           record=record)
-               for s in starts]
+    chunk = _progress_chunk(len(x), batch_size)
+    results = []
+    with tqdm(total=len(x), desc="simulate", unit="img") as bar:
+        for s in range(0, len(x), chunk):
+            results.append(program.run(x[s:s + chunk], T, encoding=encoding, seed=seed,
+                                       first_index=s, record=record))
+            bar.update(len(results[-1].outputs[0]))
     return concatenate(results)

@@ -86,18 +86,14 @@ class SimResult:
         Parameters
         ----------
         y : array_like of int, shape (B,)
-            True labels of the simulated images, in the order they were given.
+            True labels of the simulated images, in the order they were given, each in
+            ``[0, n_out)``: a label the network cannot predict raises ``ValueError``.
         """
-        y = np.asarray(y)
-        if y.shape != (self.n_images,):
-            raise ValueError(
-                f"labels have shape {y.shape}; expected ({self.n_images},), one label per "
-                "simulated image"
-            )
-        if not np.issubdtype(y.dtype, np.integer):
-            raise TypeError(f"labels must be integers (class indices), got dtype {y.dtype}")
+        from ..validation import check_labels
+
         if self.n_images == 0:
             raise ValueError("no images were simulated; accuracy is undefined")
+        y = check_labels(y, self.n_images, self.outputs.shape[2])
         return (self.predictions() == y[None, :]).mean(axis=1, dtype=np.float64)
 
     def total_synops(self):

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import OPS, Graph, Node
+from ..validation import UnsupportedModelError
 
 __all__ = ["load_onnx", "SUPPORTED_ONNX_OPS"]
 
@@ -661,8 +662,9 @@ class _Importer:
 
     # --- helpers used by the mappers ----------------------------------------------------
 
-    def fail(self, onode, msg) -> ValueError:
-        return ValueError(f"ONNX node {onode.name!r} ({onode.op_type}): {msg}")
+    def fail(self, onode, msg) -> UnsupportedModelError:
+        return UnsupportedModelError(f"ONNX node {onode.name!r} ({onode.op_type}): {msg}",
+                                     node=onode.name, op=onode.op_type)
 
     def used(self, tensor: str) -> bool:
         return bool(tensor) and self.n_uses.get(tensor, 0) > 0

@@ -49,6 +49,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..validation import UnsupportedModelError
+
 __all__ = ["from_torch"]
 
 _INPUT = "input"
@@ -510,11 +512,12 @@ class _Builder:
         return f"{n.op} {n.target!r}"
 
     def _unsupported(self, n, why="is not supported"):
-        return ValueError(f"{self._where(n)} {why}. Supported: {_SUPPORTED}. Rewrite this part of the "
-                            f"model with supported layers, or {_FALLBACK}")
+        return UnsupportedModelError(
+            f"{self._where(n)} {why}. Supported: {_SUPPORTED}. Rewrite this part of the model "
+            f"with supported layers, or {_FALLBACK}", node=n.name, op=self._target(n))
 
     def refuse(self, n, msg):
-        return ValueError(f"{self._where(n)}: {msg}")
+        return UnsupportedModelError(f"{self._where(n)}: {msg}", node=n.name, op=self._target(n))
 
 
 def _is_view_of(v, act):

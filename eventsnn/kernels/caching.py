@@ -1,23 +1,44 @@
-"""On-disk caching of the kernels, invalidated when ANY kernel source changes.
+"""On-disk caching of the kernels in a user cache directory, keyed by ALL kernel sources.
 
 ``numba.njit(cache=True)`` checks only the source file that defines a function: the compiled
 batch driver (``simulate.py``) contains the kernels of ``neurons.py``, ``synapses.py`` and
 ``pooling.py`` it calls, so after an edit of one of those files it would keep loading a stale
-driver from ``__pycache__``. :func:`kernel_jit` compiles like ``numba.njit(cache=True)`` (same
-cache directories: ``NUMBA_CACHE_DIR``, else the package's ``__pycache__``, else the user-wide
-cache), but the freshness stamp stored in each cache index also holds a SHA-256 of every
-``*.py`` file of the function's package directory: any edit there recompiles every kernel of
-the package. When no cache directory is writable, kernels are compiled in memory (as
-``cache=False``) instead of failing at import.
+driver. It also writes into the package's ``__pycache__``, which pip's uninstall leaves
+behind (an orphaned ``site-packages/eventsnn/`` then shadows a later editable install).
+
+:func:`kernel_jit` compiles like ``numba.njit(cache=True)`` but stores the cache in
+:func:`cache_root` (``$EVENTSNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/eventsnn``, else
+``~/.cache/eventsnn``), never inside the installed package, in a folder named after a
+SHA-256 of every ``*.py`` file of the function's package directory and a hash of that
+directory's path: different source versions and different checkouts or installs each get
+their own entries, and any edit of a kernel source recompiles every kernel of the package.
+The digest is also part of the freshness stamp of each cache index. When the cache
+directory cannot be created or written, kernels are compiled in memory (as ``cache=False``)
+instead of failing at import. Old entries are never used again once the sources change;
+the whole folder can be deleted at any time.
 """
 
 import functools
 import hashlib
-import inspect
+import os
 from pathlib import Path
 
 from numba import njit
-from numba.core.caching import CompileResultCacheImpl, FunctionCache
+from numba.core.caching import (CompileResultCacheImpl, FunctionCache, _CacheLocator,
+                                _SourceFileBackedLocatorMixin)
+
+
+def cache_root():
+    """The folder eventsnn keeps compiled kernels in (it need not exist yet).
+
+    ``$EVENTSNN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/eventsnn``, else
+    ``~/.cache/eventsnn``.
+    """
+    if os.environ.get("EVENTSNN_CACHE_DIR"):
+        return Path(os.environ["EVENTSNN_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "eventsnn"
+    return Path.home() / ".cache" / "eventsnn"
 
 
 def _source_files(directory):
@@ -46,43 +67,40 @@ def sources_digest(directory):
     return _digest(directory, _source_files(directory))
 
 
-class _PackageStampedLocator:
-    """Numba's cache locator of a function, with the sources of its whole package in the stamp."""
+class UserCacheLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
+    """Numba cache locator: ``cache_root()/<sources digest>/<package dir name>_<path hash>``.
 
-    def __init__(self, locator, directory):
-        self._locator = locator
-        self._directory = directory
+    The freshness stamp is numba's hash of the function's file together with
+    :func:`sources_digest` of its package directory.
+    """
 
-    def ensure_cache_path(self):
-        self._locator.ensure_cache_path()
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._directory = Path(py_file).resolve().parent
 
     def get_cache_path(self):
-        return self._locator.get_cache_path()
-
-    def get_disambiguator(self):
-        return self._locator.get_disambiguator()
+        return str(cache_root() / sources_digest(self._directory)[:16]
+                   / self.get_suitable_cache_subpath(self._py_file))
 
     def get_source_stamp(self):
-        return self._locator.get_source_stamp(), sources_digest(self._directory)
+        return super().get_source_stamp(), sources_digest(self._directory)
 
 
-class _PackageCacheImpl(CompileResultCacheImpl):
-    """Numba's cache implementation with :class:`_PackageStampedLocator`."""
+class _UserCacheImpl(CompileResultCacheImpl):
+    """Numba's cache implementation with :class:`UserCacheLocator` as the only locator."""
 
-    def __init__(self, py_func):
-        super().__init__(py_func)
-        self._locator = _PackageStampedLocator(self._locator,
-                                               Path(inspect.getfile(py_func)).resolve().parent)
+    _locator_classes = [UserCacheLocator]
 
 
 class PackageFunctionCache(FunctionCache):
-    """A numba function cache whose entries are stale once any source of the package changes."""
+    """A numba function cache in the user cache directory, stale once any package source changes."""
 
-    _impl_class = _PackageCacheImpl
+    _impl_class = _UserCacheImpl
 
 
 def kernel_jit(**options):
-    """``numba.njit(cache=True, **options)`` with the cache keyed by all sources of the package.
+    """``numba.njit(cache=True, **options)`` with the cache in :func:`cache_root`.
 
     Parameters
     ----------
