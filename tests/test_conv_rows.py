@@ -33,7 +33,7 @@ def twin(counts, weight, stride, padding, dst_shape):
 @pytest.mark.parametrize("seed", range(40))
 def test_conv_rows_image(seed):
     rng = np.random.default_rng(seed)
-    ci, co = int(rng.integers(1, 5)), int(rng.choice([1, 3, 16, 17]))
+    ci, co = int(rng.integers(1, 10)), int(rng.choice([1, 3, 16, 17, 32]))
     h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
     kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     stride = [1, 1] if seed < 8 else [int(rng.integers(1, 4)), int(rng.integers(1, 4))]

@@ -115,6 +115,46 @@ def row_weight(weight, stride_w=1):
     return np.ascontiguousarray(np.concatenate(parts))
 
 
+@kernel_jit(inline="always")
+def _fma4(out, w0, w1, w2, w3, s0, s1, s2, s3, m):
+    """``out[:m] += (s0 * w0 + s1 * w1) + (s2 * w2 + s3 * w3)``.
+
+    Runs of 48 and 96 floats (3 taps of 16 or 32 channels) get loops of constant length,
+    which LLVM unrolls into whole vectors: a loop of unknown length that short spends most of
+    its time in the remainder.
+    """
+    if m == 48:
+        for i in range(48):
+            out[i] += (s0 * w0[i] + s1 * w1[i]) + (s2 * w2[i] + s3 * w3[i])
+    elif m == 96:
+        for i in range(96):
+            out[i] += (s0 * w0[i] + s1 * w1[i]) + (s2 * w2[i] + s3 * w3[i])
+    else:
+        for i in range(m):
+            out[i] += (s0 * w0[i] + s1 * w1[i]) + (s2 * w2[i] + s3 * w3[i])
+
+
+@kernel_jit(inline="always")
+def _fma2(out, w0, w1, s0, s1, m):
+    """``out[:m] += s0 * w0 + s1 * w1`` (constant-length loops as in :func:`_fma4`)."""
+    if m == 48:
+        for i in range(48):
+            out[i] += s0 * w0[i] + s1 * w1[i]
+    elif m == 96:
+        for i in range(96):
+            out[i] += s0 * w0[i] + s1 * w1[i]
+    else:
+        for i in range(m):
+            out[i] += s0 * w0[i] + s1 * w1[i]
+
+
+@kernel_jit(inline="always")
+def _fma1(out, w0, s0, m):
+    """``out[:m] += s0 * w0``."""
+    for i in range(m):
+        out[i] += s0 * w0[i]
+
+
 @kernel_jit()
 def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out, h_out, w_out,
                     wr, fan_out, I):
@@ -128,8 +168,8 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
     contiguous too. An event ``(y, x, ci, s)`` is thus one AXPY of length ``n_φ * C_out``
     (clipped at the borders) per kernel row reaching an output row, instead of one of length
     ``C_out`` per tap. Events of one position (consecutive in the position-major event list)
-    are delivered two at a time, ``out += s0 * w0 + s1 * w1``, halving the loads and stores of
-    ``I``; their SynOps are one product per position (all channels of a position have the
+    are delivered four at a time, ``out += (s0 * w0 + s1 * w1) + (s2 * w2 + s3 * w3)``
+    (:func:`_fma4`), so ``I`` is loaded and stored once per four events; their SynOps are one product per position (all channels of a position have the
     same fan-out). Positions come from float reciprocals, not integer divisions.
 
     Parameters
@@ -201,35 +241,32 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
         ky1 = min(kh, y + pt + 1) if m > 0 else 0
         oy0 = (y + pt - ky0) // sh if sh > 1 else y + pt - ky0
         k = e
-        while k + 1 < g:
-            a = woff + (ev_idx[k] - base) * rs + r0 * c_out
-            b = woff + (ev_idx[k + 1] - base) * rs + r0 * c_out
+        while k < g:
+            # up to four events of the position per pass over the output rows
+            nk = min(4, g - k)
+            a0 = woff + (ev_idx[k] - base) * rs + r0 * c_out
+            a1 = woff + (ev_idx[k + min(1, nk - 1)] - base) * rs + r0 * c_out
+            a2 = woff + (ev_idx[k + min(2, nk - 1)] - base) * rs + r0 * c_out
+            a3 = woff + (ev_idx[k + nk - 1] - base) * rs + r0 * c_out
             s0 = np.float32(ev_cnt[k])
-            s1 = np.float32(ev_cnt[k + 1])
+            s1 = np.float32(ev_cnt[k + 1]) if nk > 1 else np.float32(0.0)
+            s2 = np.float32(ev_cnt[k + 2]) if nk > 2 else np.float32(0.0)
+            s3 = np.float32(ev_cnt[k + 3]) if nk > 3 else np.float32(0.0)
             oy = oy0
             for ky in range(ky0, ky1, sh):
                 ob = oy * w_out * c_out + ob0
                 kb = ky * c_in * rs
                 # slices indexed by a range variable: no wraparound checks, LLVM vectorises
                 out = I[ob:ob + m]
-                w0 = wr[kb + a:kb + a + m]
-                w1 = wr[kb + b:kb + b + m]
-                for i in range(m):
-                    out[i] += s0 * w0[i] + s1 * w1[i]
+                if nk >= 3:  # three events: the fourth is the third again with s3 = 0
+                    _fma4(out, wr[kb + a0:kb + a0 + m], wr[kb + a1:kb + a1 + m],
+                          wr[kb + a2:kb + a2 + m], wr[kb + a3:kb + a3 + m], s0, s1, s2, s3, m)
+                elif nk == 2:
+                    _fma2(out, wr[kb + a0:kb + a0 + m], wr[kb + a1:kb + a1 + m], s0, s1, m)
+                else:
+                    _fma1(out, wr[kb + a0:kb + a0 + m], s0, m)
                 oy -= 1
-            k += 2
-        if k < g:
-            a = woff + (ev_idx[k] - base) * rs + r0 * c_out
-            s0 = np.float32(ev_cnt[k])
-            oy = oy0
-            for ky in range(ky0, ky1, sh):
-                ob = oy * w_out * c_out + ob0
-                kb = ky * c_in * rs
-                out = I[ob:ob + m]
-                w0 = wr[kb + a:kb + a + m]
-                for i in range(m):
-                    out[i] += s0 * w0[i]
-                oy -= 1
+            k += nk
         e = g
     return ops
 
