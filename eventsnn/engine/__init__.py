@@ -129,9 +129,9 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
 
         return simulate_reference(net, x, T, encoding=encoding, seed=seed, record=record)
 
-    from .numba_engine import NumbaProgram
+    from .program_cache import cached_program
 
-    program = NumbaProgram(net)
+    program = cached_program(net)
     if batch_size is None:
         batch_size = program.default_batch_size(T, record, encoding)
     starts = range(0, len(x), batch_size)
