@@ -84,8 +84,10 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
     T : int
         Number of time steps, >= 1.
     engine : {"numba", "reference"}
-        ``"numba"``: the compiled event-driven engine. ``"reference"``: the pure-Python
-        oracle (small networks only); it receives all images at once (``batch_size`` and
+        ``"numba"``: the compiled event-driven engine (the network's kernel tables are built
+        once per network content and reused by later calls, see
+        :mod:`eventsnn.engine.program_cache`). ``"reference"``: the pure-Python oracle
+        (small networks only); it receives all images at once (``batch_size`` and
         ``progress`` do not apply).
     batch_size : int, optional
         Images simulated together (numba engine); by default as many as fit in about

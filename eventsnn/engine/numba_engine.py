@@ -9,7 +9,8 @@ source's events into window events (Eq. 11, 12). Work per step is proportional t
 of events times the fan-out, plus one pass over the neurons of every population that
 integrates a current.
 
-:class:`NumbaProgram` flattens the network once into integer/float tables; a batch then runs
+:class:`NumbaProgram` flattens the network once into integer/float tables (columns named in
+:mod:`eventsnn.kernels.schema`); a batch then runs
 in a single call of :func:`eventsnn.kernels.simulate.simulate_batch`, parallel over images.
 
 Internal layout: populations of shape ``(C, H, W)`` are stored channel-last (``(H, W, C)``)
