@@ -72,7 +72,7 @@ def time_setting(net, graph, x, T, repeat, threads):
 
     from eventsnn import simulate
     from eventsnn.convert import fold_batchnorm
-    from eventsnn.io.torch import to_torch
+    from eventsnn import to_torch
 
     n = len(x)
     model = to_torch(fold_batchnorm(graph)).eval()
