@@ -100,8 +100,25 @@ def _window_tables(src_shape, dst_shape, kernel, stride, padding):
             scatter_table(w, wo, kernel[1], stride[1], padding[1]))
 
 
+def aligned_zeros(n, dtype):
+    """Zeros ``(n,)`` whose first element lies on a 64-byte boundary (a cache line).
+
+    The conv kernel loads weights and currents by vectors of
+    :data:`~eventsnn.kernels.synapses.VECTOR` floats (64 bytes) at multiples of 64 bytes from
+    the start of the arrays: aligned, none of them straddles two cache lines.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + 64 // itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
+    return raw[skip:skip + n]
+
+
 class _Buffers:
-    """Growing flat float32 / int64 buffers; ``add`` returns the offset of the added array."""
+    """Growing flat float32 / int64 buffers; ``add`` returns the offset of the added array.
+
+    Float arrays start at multiples of :data:`~eventsnn.kernels.synapses.VECTOR` floats and the
+    float buffer is 64-byte aligned (:func:`aligned_zeros`).
+    """
 
     def __init__(self):
         self.floats, self.ints = [], []
@@ -109,6 +126,10 @@ class _Buffers:
 
     def add_float(self, a):
         a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+        pad = -self.n_floats % synapses.VECTOR
+        if pad:
+            self.floats.append(np.zeros(pad, np.float32))
+            self.n_floats += pad
         self.floats.append(a)
         self.n_floats += a.size
         return self.n_floats - a.size
@@ -120,9 +141,11 @@ class _Buffers:
         return self.n_ints - a.size
 
     def arrays(self):
-        f = np.concatenate(self.floats) if self.floats else np.zeros(0, np.float32)
+        f = aligned_zeros(self.n_floats + 1, np.float32)
+        if self.floats:
+            np.concatenate(self.floats, out=f[:self.n_floats])
         i = np.concatenate(self.ints) if self.ints else np.zeros(0, np.int64)
-        return np.concatenate([f, np.zeros(1, np.float32)]), np.concatenate([i, np.zeros(1, np.int64)])
+        return f, np.concatenate([i, np.zeros(1, np.int64)])
 
 
 def _connection_row(conn, src, dst, buf):

@@ -229,7 +229,12 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
     next_image = np.zeros(1, np.int64)
     for _ in prange(n_workers):
         V = np.empty(n_tot, np.float32)
-        I = np.empty(n_tot, np.float32)
+        # currents start on a 64-byte boundary: the conv kernel's vector loads and stores
+        # then never straddle two cache lines (population offsets of conv layers are
+        # multiples of 16 floats)
+        I_raw = np.empty(n_tot + 16, np.float32)
+        skip = (-I_raw.ctypes.data % 64) // 4
+        I = I_raw[skip:skip + n_tot]
         ev_idx = np.empty(n_ev, np.int32)
         ev_cnt = np.empty(n_ev, np.int32)
         lip_h = np.empty(n_lip, np.int32)
