@@ -215,8 +215,9 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
     Notes
     -----
     Worker state (:data:`.schema.WORKER_STATE`; internal layout, populations packed at their
-    offsets): potentials ``V`` and synaptic currents ``I`` (float32, N_tot); event lists ``ev_idx``, ``ev_cnt`` (int32,
-    N_tot + N_in: every population at its offset, the Poisson input at ``N_tot``); LIPool
+    offsets): potentials ``V`` and synaptic currents ``I`` (float32, N_tot); event lists
+    ``ev_idx``, ``ev_cnt`` (int32, N_tot + N_in: every population at its offset, the Poisson
+    input at ``N_tot``); LIPool
     hidden units ``lip_h`` and max-gate cumulative / current counts ``mg_cum``, ``mg_cur``
     (int32); pooling scratch ``stamp``, ``touched`` (int32, N_tot); events per population
     this step ``nev`` (int64, P + 1).

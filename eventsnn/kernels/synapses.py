@@ -187,7 +187,10 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
     (clipped at the borders) per kernel row reaching an output row, instead of one of length
     ``C_out`` per tap. Events of one position (consecutive in the position-major event list)
     are delivered four at a time, ``out += (s0 * w0 + s1 * w1) + (s2 * w2 + s3 * w3)``
-    (:func:`_axpy4`), so ``I`` is loaded and stored once per four events; their SynOps are one product per position (all channels of a position have the
+    (:func:`_axpy4`; missing events count as multiplicity 0), so ``I`` is loaded and stored
+    once per four events. With dyadic weights every partial sum is exact and the grouping
+    does not matter; otherwise float32 sums can differ in the last bits from one event at a
+    time. The SynOps are one product per position (all channels of a position have the
     same fan-out). Positions come from float reciprocals, not integer divisions.
 
     Parameters
