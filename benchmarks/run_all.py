@@ -2,7 +2,9 @@
 
 Runs, in order, ``bench_kernels.py`` (kernel roofline), ``bench_end_to_end.py`` (event engine vs
 dense PyTorch on ResNet20/56, the default model and VGG16 at T = 32, 64) and
-``bench_scaling.py`` (time vs SynOps, VGG16 peak memory, 1 -> N threads), then writes
+``bench_scaling.py`` (time vs SynOps, VGG16 peak memory, 1 -> N threads) and, with
+``--per-core``, ``bench_speed.py`` (per core: event engine vs dense twin vs dense bound for two
+conversion settings, per-layer rates), then writes
 ``results/README.md`` with the headline numbers. ``--peers`` also runs ``peers.py`` (BrainCog and
 SpikingJelly on the same networks; install them by hand, see its docstring). ``--quick`` runs
 small subsets (a smoke test of a few minutes); results then go to ``results/quick/`` so they
@@ -43,7 +45,7 @@ def peers_lines(peers, link="peers.md"):
     return lines
 
 
-def summary(kern, e2e, scal, one=None, fp64=(), peers=None, more_peers=()):
+def summary(kern, e2e, scal, one=None, fp64=(), peers=None, more_peers=(), speed=None):
     import numpy as np
 
     lines = ["# Benchmark results", "",
@@ -78,6 +80,16 @@ def summary(kern, e2e, scal, one=None, fp64=(), peers=None, more_peers=()):
                          f"**x{r['ratio_cpu']:.2f}** per core"
                          + (f" (separate run, {e['machine']['date']})" if "machine" in e else "")
                          + ".")
+    for e in (speed or {}).get("networks", []):
+        t = e["times"]["1_thread"]
+        ms = {k: v * 1e3 for k, v in t["seconds_per_image"].items()}
+        lines.append(f"- [Per core vs dense](speed.md) {e['network']} ({e['setting']}) "
+                     f"T={speed['T']}: event {ms['event']:.1f} vs dense twin "
+                     f"{ms['dense_twin']:.1f} vs dense bound {ms['dense_bound']:.1f} ms CPU/img: "
+                     f"**x{t['ratio_vs_dense_twin']:.2f}** vs the twin, "
+                     f"x{t['ratio_vs_dense_bound']:.2f} vs the bound (run of "
+                     f"{speed['machine']['date']}, git {speed['machine'].get('git')}, load "
+                     f"{e['load']['mean']}).")
     if one and one.get("networks"):
         lines += ["", "Why the event engine is not faster per core: work and cost per operation "
                   "(one thread each, T=32):", "",
@@ -129,7 +141,9 @@ def main(argv=None):
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--per-core", action="store_true",
                     help="also compare both simulators on 1 thread (T=32, 16 images per network; "
-                         "results/one_thread/): per-core ratios, robust on a loaded machine")
+                         "results/one_thread/) and run bench_speed.py (event vs dense twin vs "
+                         "dense bound per conversion setting, per-layer rates): per-core ratios, "
+                         "robust on a loaded machine")
     ap.add_argument("--peers", action="store_true",
                     help="also run peers.py: BrainCog and SpikingJelly conversions of the same "
                          "networks side by side (install them by hand, see peers.py)")
@@ -152,22 +166,27 @@ def main(argv=None):
                                                load("peers.json"),
                                                [(f"{f.parent.name}/peers.md",
                                                  load(f"{f.parent.name}/peers.json"))
-                                                for f in sorted(out.glob("peers_*/peers.json"))]))
+                                                for f in sorted(out.glob("peers_*/peers.json"))],
+                                               load("speed.json")))
         print((out / "README.md").read_text())
         return
     import bench_end_to_end
     import bench_kernels
     import bench_scaling
+    import bench_speed
 
     t0 = time.perf_counter()
     kern = bench_kernels.run(args.quick, out)
     e2e = bench_end_to_end.run(args.quick, args.cifar, args.threads, None, out,
                                use_cache=not args.no_cache)
     scal = bench_scaling.run(args.quick, args.cifar, args.threads, out)
-    one = None
+    one = speed = None
     if args.per_core:
         one = bench_end_to_end.run(args.quick, args.cifar, 1, None, out / "one_thread", Ts=(32,),
                                    images=None if args.quick else 16, agreement=False)
+        speed = bench_speed.run(("resnet20",) if args.quick else ("resnet20", "cifar10_vgg"),
+                                images=8 if args.quick else 32, repeat=1 if args.quick else 3,
+                                out=out)
     fp64 = []
     if not args.quick:
         import check_agreement
@@ -183,7 +202,7 @@ def main(argv=None):
                                 n={"fmnist": 64, "resnet20": 16, "cifar10_vgg": 16} if args.quick else
                                 {"fmnist": 1000, "resnet20": 256, "cifar10_vgg": 256},
                                 T=32 if args.quick else 64)
-    (out / "README.md").write_text(summary(kern, e2e, scal, one, fp64, peers))
+    (out / "README.md").write_text(summary(kern, e2e, scal, one, fp64, peers, speed=speed))
     print(f"run_all: {time.perf_counter() - t0:.0f} s; results in {out}")
 
 

@@ -33,7 +33,7 @@ def twin(counts, weight, stride, padding, dst_shape):
 @pytest.mark.parametrize("seed", range(40))
 def test_conv_rows_image(seed):
     rng = np.random.default_rng(seed)
-    ci, co = int(rng.integers(1, 5)), int(rng.choice([1, 3, 16, 17]))
+    ci, co = int(rng.integers(1, 10)), int(rng.choice([1, 3, 16, 17, 32]))
     h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
     kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     stride = [1, 1] if seed < 8 else [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
@@ -88,3 +88,18 @@ def test_row_weight_phases():
     np.testing.assert_array_equal(p0[:, :, 0, :], w[:, :, :, 2].transpose(2, 1, 0))
     np.testing.assert_array_equal(p0[:, :, 1, :], w[:, :, :, 0].transpose(2, 1, 0))
     np.testing.assert_array_equal(p1[:, :, 0, :], w[:, :, :, 1].transpose(2, 1, 0))
+
+
+@pytest.mark.parametrize("m", [0, 5, 16, 20, 48, 96])
+def test_axpy4_against_numpy(m):
+    # vector path for multiples of 16, loop otherwise; dyadic values: exact in any order
+    rng = np.random.default_rng(m)
+    src = (rng.integers(-64, 65, 400) / 256).astype(np.float32)
+    dst = (rng.integers(-64, 65, 200) / 256).astype(np.float32)
+    a = [int(v) for v in rng.integers(0, 400 - max(m, 1), 4)]
+    s = [np.float32(v) for v in rng.integers(-5, 6, 4)]
+    d = 7
+    want = dst.astype(np.float64)
+    want[d:d + m] += sum(float(s[k]) * src[a[k]:a[k] + m].astype(np.float64) for k in range(4))
+    synapses._axpy4(dst, d, src, *a, *s, m)
+    assert np.array_equal(dst, want.astype(np.float32))

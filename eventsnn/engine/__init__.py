@@ -93,8 +93,10 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
     T : int
         Number of time steps, >= 1.
     engine : {"numba", "reference"}
-        ``"numba"``: the compiled event-driven engine. ``"reference"``: the pure-Python
-        oracle (small networks only); it receives all images at once (``batch_size`` and
+        ``"numba"``: the compiled event-driven engine (the network's kernel tables are built
+        once per network content and reused by later calls, see
+        :mod:`eventsnn.engine.program_cache`). ``"reference"``: the pure-Python oracle
+        (small networks only); it receives all images at once (``batch_size`` and
         ``progress`` do not apply).
     batch_size : int, optional
         Images simulated together (numba engine); by default as many as fit in about
@@ -142,9 +144,9 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
 
         return simulate_reference(net, x, T, encoding=encoding, seed=seed, record=record)
 
-    from .numba_engine import NumbaProgram
+    from .program_cache import cached_program
 
-    program = NumbaProgram(net)
+    program = cached_program(net)
     if batch_size is None:
         batch_size = program.default_batch_size(T, record, encoding)
     _check_memory(program, len(x), T, record, encoding, batch_size)

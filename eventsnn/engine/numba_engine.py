@@ -9,7 +9,8 @@ source's events into window events (Eq. 11, 12). Work per step is proportional t
 of events times the fan-out, plus one pass over the neurons of every population that
 integrates a current.
 
-:class:`NumbaProgram` flattens the network once into integer/float tables; a batch then runs
+:class:`NumbaProgram` flattens the network once into integer/float tables (columns named in
+:mod:`eventsnn.kernels.schema`); a batch then runs
 in a single call of :func:`eventsnn.kernels.simulate.simulate_batch`, parallel over images.
 
 Internal layout: populations of shape ``(C, H, W)`` are stored channel-last (``(H, W, C)``)
@@ -27,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..kernels import schema as S
 from ..kernels import simulate as K
 from ..kernels import synapses
 from ..network import (INPUT, ConvConnection, DenseConnection, IdentityConnection,
@@ -98,8 +100,25 @@ def _window_tables(src_shape, dst_shape, kernel, stride, padding):
             scatter_table(w, wo, kernel[1], stride[1], padding[1]))
 
 
+def aligned_zeros(n, dtype):
+    """Zeros ``(n,)`` whose first element lies on a 64-byte boundary (a cache line).
+
+    The conv kernel loads weights and currents by vectors of
+    :data:`~eventsnn.kernels.synapses.VECTOR` floats (64 bytes) at multiples of 64 bytes from
+    the start of the arrays: aligned, none of them straddles two cache lines.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + 64 // itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
+    return raw[skip:skip + n]
+
+
 class _Buffers:
-    """Growing flat float32 / int64 buffers; ``add`` returns the offset of the added array."""
+    """Growing flat float32 / int64 buffers; ``add`` returns the offset of the added array.
+
+    Float arrays start at multiples of :data:`~eventsnn.kernels.synapses.VECTOR` floats and the
+    float buffer is 64-byte aligned (:func:`aligned_zeros`).
+    """
 
     def __init__(self):
         self.floats, self.ints = [], []
@@ -107,6 +126,10 @@ class _Buffers:
 
     def add_float(self, a):
         a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+        pad = -self.n_floats % synapses.VECTOR
+        if pad:
+            self.floats.append(np.zeros(pad, np.float32))
+            self.n_floats += pad
         self.floats.append(a)
         self.n_floats += a.size
         return self.n_floats - a.size
@@ -118,56 +141,54 @@ class _Buffers:
         return self.n_ints - a.size
 
     def arrays(self):
-        f = np.concatenate(self.floats) if self.floats else np.zeros(0, np.float32)
+        f = aligned_zeros(self.n_floats + 1, np.float32)
+        if self.floats:
+            np.concatenate(self.floats, out=f[:self.n_floats])
         i = np.concatenate(self.ints) if self.ints else np.zeros(0, np.int64)
-        return np.concatenate([f, np.zeros(1, np.float32)]), np.concatenate([i, np.zeros(1, np.int64)])
+        return f, np.concatenate([i, np.zeros(1, np.int64)])
 
 
 def _connection_row(conn, src, dst, buf):
-    """The kernel table row of one connection; its arrays are appended to ``buf``."""
-    row = np.zeros(K.C_NPARAM, dtype=np.int64)
-    row[K.C_SRC], row[K.C_DST], row[K.C_ACTIVE] = src, dst, 1
-    row[K.C_FANOUT] = buf.add_int(to_internal(conn.fan_out().astype(np.int64), conn.src_shape))
-    a = K.C_ARGS
+    """The kernel table row of one connection (columns of :mod:`eventsnn.kernels.schema`);
+    its arrays are appended to ``buf``."""
+    common = dict(src=src, dst=dst, active=1, float=0,
+                  fanout=buf.add_int(to_internal(conn.fan_out().astype(np.int64),
+                                                 conn.src_shape)))
     if isinstance(conn, ConvConnection):
         # row scatter: the taps of a kernel row (one phase of the stride) reach consecutive
         # output positions
         o, i, kh, kw = conn.weight.shape
-        row[K.C_KIND] = K.CONN_CONV
-        row[K.C_FLOAT] = buf.add_float(synapses.row_weight(conn.weight, conn.stride[1]))
-        row[a:a + 11] = (i, conn.src_shape[2], kh, kw, *conn.stride, conn.padding[0],
-                         conn.padding[1], o, conn.dst_shape[1], conn.dst_shape[2])
-    elif isinstance(conn, DenseConnection):
-        row[K.C_KIND] = K.CONN_DENSE
+        common["float"] = buf.add_float(synapses.row_weight(conn.weight, conn.stride[1]))
+        return S.connection_row(
+            S.CONN_CONV, **common, c_in=i, w_in=conn.src_shape[2], kh=kh, kw=kw,
+            sh=conn.stride[0], sw=conn.stride[1], pt=conn.padding[0], pl=conn.padding[1],
+            c_out=o, h_out=conn.dst_shape[1], w_out=conn.dst_shape[2])
+    if isinstance(conn, DenseConnection):
         wt = conn.weight.T[internal_order(conn.src_shape)][:, internal_order(conn.dst_shape)]
-        row[K.C_FLOAT] = buf.add_float(wt)
-        row[a] = conn.n_dst
-    elif isinstance(conn, SparseConnection):
-        row[K.C_KIND] = K.CONN_CSR
+        common["float"] = buf.add_float(wt)
+        return S.connection_row(S.CONN_DENSE, **common, n_dst=conn.n_dst)
+    if isinstance(conn, SparseConnection):
         m = conn.matrix[internal_order(conn.src_shape)]
         inv = np.empty(conn.n_dst, dtype=np.int64)
         inv[internal_order(conn.dst_shape)] = np.arange(conn.n_dst)
-        row[K.C_FLOAT] = buf.add_float(m.data)
-        row[a] = buf.add_int(m.indptr)
-        row[a + 1] = buf.add_int(inv[m.indices])
-    elif isinstance(conn, IdentityConnection):
-        row[K.C_KIND] = K.CONN_IDENTITY
-        row[K.C_FLOAT] = buf.add_float(to_internal(conn.per_neuron_scale(), conn.src_shape))
-    elif isinstance(conn, PoolConnection):
-        row[K.C_KIND] = K.CONN_POOL
+        common["float"] = buf.add_float(m.data)
+        return S.connection_row(S.CONN_CSR, **common, indptr=buf.add_int(m.indptr),
+                                indices=buf.add_int(inv[m.indices]))
+    if isinstance(conn, IdentityConnection):
+        common["float"] = buf.add_float(to_internal(conn.per_neuron_scale(), conn.src_shape))
+        return S.connection_row(S.CONN_IDENTITY, **common)
+    if isinstance(conn, PoolConnection):
         c, h, w = conn.src_shape
         ty, tx = _window_tables(conn.src_shape, conn.dst_shape, conn.kernel, conn.stride,
                                 conn.padding)
-        row[a:a + 10] = (c, h, w, *conn.kernel, *conn.stride, conn.padding[0], conn.padding[1],
-                         conn.dst_shape[2])
-        row[a + 10:a + 16] = [buf.add_int(t) for t in ty + tx]
-    else:  # pragma: no cover - SpikingNetwork only builds the kinds above
-        raise TypeError(f"connection {conn.name}: unsupported kind {conn.kind!r}")
-    return row
-
-
-_POP_KINDS = {"if": K.POP_IF, "lipool": K.POP_LIPOOL, "maxgate": K.POP_MAXGATE,
-              "output": K.POP_OUTPUT}
+        tables = dict(zip(("y_ptr", "y_out", "y_tap", "x_ptr", "x_out", "x_tap"),
+                          (buf.add_int(t) for t in ty + tx)))
+        return S.connection_row(
+            S.CONN_POOL, **common, **tables, c=c, h_in=h, w_in=w, kh=conn.kernel[0],
+            kw=conn.kernel[1], sh=conn.stride[0], sw=conn.stride[1], pt=conn.padding[0],
+            pl=conn.padding[1], w_out=conn.dst_shape[2])
+    # SpikingNetwork only builds the kinds above
+    raise TypeError(f"connection {conn.name}: unsupported kind {conn.kind!r}")  # pragma: no cover
 
 
 class NumbaProgram:
@@ -189,25 +210,25 @@ class NumbaProgram:
         self.conns = np.stack([_connection_row(c, index[c.src], index[c.dst], buf)
                                for c in net.connections])
         self.input_rows = [k for k, c in enumerate(net.connections) if c.src == INPUT]
-        table = np.zeros((len(pops), K.P_NPARAM), dtype=np.int64)
+        table = np.zeros((len(pops), S.P_NPARAM), dtype=np.int64)
         self.theta = np.array([p.threshold for p in pops], dtype=np.float32)
         n_hist = n_lip = n_mg = 0
         inc_ptr, inc_conn = [0], []
         for k, p in enumerate(pops):
-            table[k, K.P_KIND] = _POP_KINDS[p.kind]
-            table[k, K.P_OFF], table[k, K.P_N], table[k, K.P_GAMMA] = self.offsets[k], p.size, p.burst
+            table[k, S.P_KIND] = S.POPULATION_KINDS[p.kind]
+            table[k, S.P_OFF], table[k, S.P_N], table[k, S.P_GAMMA] = self.offsets[k], p.size, p.burst
             incoming = [j for j, c in enumerate(net.connections) if c.dst == p.name]
             inc_conn += incoming
             inc_ptr.append(len(inc_conn))
             if p.kind == "if":
-                table[k, K.P_HIST] = n_hist
+                table[k, S.P_HIST] = n_hist
                 n_hist += p.burst + 1
             elif p.kind == "lipool":
                 conn = net.connections[incoming[0]]
-                table[k, K.P_CONN], table[k, K.P_STATE] = incoming[0], n_lip
+                table[k, S.P_CONN], table[k, S.P_STATE] = incoming[0], n_lip
                 n_lip += p.size * conn.kernel[0] * conn.kernel[1]
             elif p.kind == "maxgate":
-                table[k, K.P_CONN], table[k, K.P_STATE] = incoming[0], n_mg
+                table[k, S.P_CONN], table[k, S.P_STATE] = incoming[0], n_mg
                 n_mg += net.connections[incoming[0]].n_src
         self.pops, self.n_hist, self.n_lip, self.n_mg = table, n_hist, n_lip, n_mg
         self.inc_ptr = np.array(inc_ptr, dtype=np.int64)
@@ -220,9 +241,9 @@ class NumbaProgram:
         # populations fed by the analog input get a per-image constant current (direct coding)
         self.const_pops = sorted({index[c.dst] for c in net.connections if c.src == INPUT})
         self.n_const = 0
-        table[:, K.P_CONST] = -1
+        table[:, S.P_CONST] = -1
         for k in self.const_pops:
-            table[k, K.P_CONST] = self.n_const
+            table[k, S.P_CONST] = self.n_const
             self.n_const += pops[k].size
         self.macs_per_image = direct_macs_per_image(net)
 
@@ -253,8 +274,8 @@ class NumbaProgram:
         Potentials, currents, event lists (input included), pooling state and scratch of one
         image, see :func:`eventsnn.kernels.simulate.simulate_batch`.
         """
-        return int((4 + 4 + 8 + 8) * self.n_tot + 8 * self.n_in + 4 * self.n_lip
-                   + 8 * self.n_mg)
+        return S.worker_bytes(neurons=self.n_tot, inputs=self.n_in, lipool=self.n_lip,
+                              maxgate=self.n_mg, populations=len(self.net.populations))
 
     def default_batch_size(self, T, record=(), encoding="direct", budget=256 * 2**20, cap=512):
         """Images per batch so that the per-image arrays fit in ``budget`` bytes (1 to ``cap``)."""
@@ -276,20 +297,20 @@ class NumbaProgram:
         conns = self.conns.copy()
         table = self.pops
         if encoding == "direct":
-            conns[self.input_rows, K.C_ACTIVE] = 0
+            conns[self.input_rows, S.C_ACTIVE] = 0
             const = np.zeros((B, self.n_const), np.float32)
             for k in self.const_pops:
-                co = table[k, K.P_CONST]
+                co = table[k, S.P_CONST]
                 const[:, co:co + pops[k].size] = self._slice(self.bias, k)
             currents = direct_currents(net, x)
             for c in net.connections:
                 if c.src == INPUT:
-                    co = table[index[c.dst], K.P_CONST]
+                    co = table[index[c.dst], S.P_CONST]
                     const[:, co:co + c.n_dst] += to_internal(currents[c.name], c.dst_shape)
             x_spk = np.zeros((B, 0, 0), np.int8)
         else:
             table = table.copy()
-            table[:, K.P_CONST] = -1
+            table[:, S.P_CONST] = -1
             const = np.zeros((B, 0), np.float32)
             spk = poisson_spikes(x, T, seed, first_index).reshape(T, B, -1)
             x_spk = np.ascontiguousarray(to_internal(spk, net.input_shape).transpose(1, 0, 2))
@@ -326,7 +347,7 @@ class NumbaProgram:
         burst_hist = {}
         for k, p in spiking:
             if p.kind == "if":
-                h0 = self.pops[k, K.P_HIST]
+                h0 = self.pops[k, S.P_HIST]
                 burst_hist[p.name] = hist[:, h0:h0 + p.burst + 1].sum(axis=0)
         return SimResult(
             T=T,

@@ -1,7 +1,7 @@
 """The batch driver: the whole simulation of a batch of images in one parallel loop.
 
 The network arrives as flat tables built by :class:`eventsnn.engine.numba_engine.NumbaProgram`
-(see the column constants below); the per-image kernels of :mod:`.neurons`, :mod:`.synapses`
+(columns named in :mod:`.schema`); the per-image kernels of :mod:`.neurons`, :mod:`.synapses`
 and :mod:`.pooling` do the work. Semantics: docs/design.md "Simulation semantics" — at each step
 populations are updated in list order and a connection delivers the events its source emitted
 in the same step (zero synaptic delay).
@@ -23,18 +23,15 @@ from numba.extending import intrinsic
 from .caching import kernel_jit
 from .neurons import burst_stats, count_events, if_image, output_image, spikes_to_events
 from .pooling import lipool_image, maxgate_image
+from .schema import (C_ACTIVE, C_FANOUT, C_FLOAT, C_KIND, C_SRC, CONN_CONV, CONN_CSR,
+                     CONN_DENSE, CV_C_IN, CV_C_OUT, CV_H_OUT, CV_KH, CV_KW, CV_PL, CV_PT,
+                     CV_SH, CV_SW, CV_W_IN, CV_W_OUT, DN_N_DST, P_CONN, P_CONST, P_GAMMA,
+                     P_HIST, P_KIND, P_N, P_OFF, P_STATE, PL_C, PL_H_IN, PL_KH, PL_KW, PL_PL,
+                     PL_PT, PL_SH, PL_SW, PL_W_IN, PL_W_OUT, PL_X_OUT, PL_X_PTR, PL_X_TAP,
+                     PL_Y_OUT, PL_Y_PTR, PL_Y_TAP, POP_IF, POP_LIPOOL, POP_OUTPUT, SP_INDICES,
+                     SP_INDPTR)
 from .synapses import conv_rows_image, csr_image, dense_image, identity_image
 
-# population kinds and columns of the population table (int64, one row per population)
-POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT = 0, 1, 2, 3
-P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_NPARAM = 0, 1, 2, 3, 4, 5, 6, 7, 8
-
-# connection kinds and columns of the connection table (int64, one row per connection)
-CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL = 0, 1, 2, 3, 4
-C_KIND, C_SRC, C_DST, C_ACTIVE, C_FANOUT, C_FLOAT = 0, 1, 2, 3, 4, 5
-# kind-specific columns start at C_ARGS; ibuf offsets of tables are stored as columns too
-C_ARGS = 6
-C_NPARAM = 22
 
 
 @kernel_jit()
@@ -46,15 +43,14 @@ def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
     kind = prm[C_KIND]
     fo = ibuf[prm[C_FANOUT]:]
     w = fbuf[prm[C_FLOAT]:]
-    a = C_ARGS
     if kind == CONN_CONV:
-        return conv_rows_image(ei, ec, ne, prm[a], prm[a + 1], prm[a + 2], prm[a + 3], prm[a + 4],
-                               prm[a + 5], prm[a + 6], prm[a + 7], prm[a + 8], prm[a + 9],
-                               prm[a + 10], w, fo, I)
+        return conv_rows_image(ei, ec, ne, prm[CV_C_IN], prm[CV_W_IN], prm[CV_KH], prm[CV_KW],
+                               prm[CV_SH], prm[CV_SW], prm[CV_PT], prm[CV_PL], prm[CV_C_OUT],
+                               prm[CV_H_OUT], prm[CV_W_OUT], w, fo, I)
     elif kind == CONN_DENSE:
-        return dense_image(ei, ec, ne, w, prm[a], I)
+        return dense_image(ei, ec, ne, w, prm[DN_N_DST], I)
     elif kind == CONN_CSR:
-        return csr_image(ei, ec, ne, ibuf[prm[a]:], ibuf[prm[a + 1]:], w, I)
+        return csr_image(ei, ec, ne, ibuf[prm[SP_INDPTR]:], ibuf[prm[SP_INDICES]:], w, I)
     else:
         return identity_image(ei, ec, ne, w, I)
 
@@ -133,25 +129,24 @@ def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias
                 s = conns[c, C_SRC]
                 soff = pops[s, P_OFF]
                 prm = conns[c]
-                a = C_ARGS
                 st = pops[p, P_STATE]
                 fo = ibuf[prm[C_FANOUT]:]
                 if kind == POP_LIPOOL:
-                    K = prm[a + 3] * prm[a + 4]
+                    K = prm[PL_KH] * prm[PL_KW]
                     ne, ops = lipool_image(
-                        t, ev_idx[soff:], ev_cnt[soff:], nev[s], prm[a], prm[a + 2],
-                        ibuf[prm[a + 10]:], ibuf[prm[a + 11]:], ibuf[prm[a + 12]:],
-                        ibuf[prm[a + 13]:], ibuf[prm[a + 14]:], ibuf[prm[a + 15]:],
-                        prm[a + 4], prm[a + 9], fo, lip_h[st:st + n * K],
+                        t, ev_idx[soff:], ev_cnt[soff:], nev[s], prm[PL_C], prm[PL_W_IN],
+                        ibuf[prm[PL_Y_PTR]:], ibuf[prm[PL_Y_OUT]:], ibuf[prm[PL_Y_TAP]:],
+                        ibuf[prm[PL_X_PTR]:], ibuf[prm[PL_X_OUT]:], ibuf[prm[PL_X_TAP]:],
+                        prm[PL_KW], prm[PL_W_OUT], fo, lip_h[st:st + n * K],
                         stamp[off:off + n], touched[off:off + n],
                         ev_idx[off:off + n], ev_cnt[off:off + n])
                 else:
                     ns = pops[s, P_N]
                     ne, ops = maxgate_image(
-                        t, ev_idx[soff:], ev_cnt[soff:], nev[s], prm[a], prm[a + 1],
-                        prm[a + 2], prm[a + 3], prm[a + 4], prm[a + 5], prm[a + 6],
-                        prm[a + 7], prm[a + 8], ibuf[prm[a + 10]:], ibuf[prm[a + 11]:],
-                        ibuf[prm[a + 13]:], ibuf[prm[a + 14]:], prm[a + 9], fo,
+                        t, ev_idx[soff:], ev_cnt[soff:], nev[s], prm[PL_C], prm[PL_H_IN],
+                        prm[PL_W_IN], prm[PL_KH], prm[PL_KW], prm[PL_SH], prm[PL_SW],
+                        prm[PL_PT], prm[PL_PL], ibuf[prm[PL_Y_PTR]:], ibuf[prm[PL_Y_OUT]:],
+                        ibuf[prm[PL_X_PTR]:], ibuf[prm[PL_X_OUT]:], prm[PL_W_OUT], fo,
                         mg_cum[st:st + ns], mg_cur[st:st + ns],
                         stamp[off:off + n], touched[off:off + n],
                         ev_idx[off:off + n], ev_cnt[off:off + n])
@@ -182,14 +177,14 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
         Parallel workers (at most the number of threads; 1 runs serially). Each allocates the
         state of one image and simulates the images it claims one after the other.
     pops : int64 (P, P_NPARAM)
-        Population table (kind, neuron offset, size, Γ, histogram offset, state offset,
-        incoming pool connection, offset in ``const`` or -1), in update order.
+        Population table (columns ``P_*`` of :mod:`.schema`), in update order.
     theta : float32 (P,)
         Thresholds.
     inc_ptr, inc_conn : int64
         Incoming connections of population ``p``: ``inc_conn[inc_ptr[p]:inc_ptr[p+1]]``.
     conns : int64 (C, C_NPARAM)
-        Connection table. Source index ``P`` means the input image.
+        Connection table (columns ``C_*`` and per kind, :mod:`.schema`). Source index ``P``
+        means the input image.
     fbuf, ibuf : float32, int64
         All weights / all integer tables (fan-outs, window tables, CSR structure).
     bias : float32 (N_tot,)
@@ -219,9 +214,10 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
 
     Notes
     -----
-    Worker state (internal layout, populations packed at their offsets): potentials ``V``
-    and synaptic currents ``I`` (float32, N_tot); event lists ``ev_idx``, ``ev_cnt`` (int32,
-    N_tot + N_in: every population at its offset, the Poisson input at ``N_tot``); LIPool
+    Worker state (:data:`.schema.WORKER_STATE`; internal layout, populations packed at their
+    offsets): potentials ``V`` and synaptic currents ``I`` (float32, N_tot); event lists
+    ``ev_idx``, ``ev_cnt`` (int32, N_tot + N_in: every population at its offset, the Poisson
+    input at ``N_tot``); LIPool
     hidden units ``lip_h`` and max-gate cumulative / current counts ``mg_cum``, ``mg_cur``
     (int32); pooling scratch ``stamp``, ``touched`` (int32, N_tot); events per population
     this step ``nev`` (int64, P + 1).
@@ -234,7 +230,12 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
     next_image = np.zeros(1, np.int64)
     for _ in prange(n_workers):
         V = np.empty(n_tot, np.float32)
-        I = np.empty(n_tot, np.float32)
+        # currents start on a 64-byte boundary: the conv kernel's vector loads and stores
+        # then never straddle two cache lines (population offsets of conv layers are
+        # multiples of 16 floats)
+        I_raw = np.empty(n_tot + 16, np.float32)
+        skip = (-I_raw.ctypes.data % 64) // 4
+        I = I_raw[skip:skip + n_tot]
         ev_idx = np.empty(n_ev, np.int32)
         ev_cnt = np.empty(n_ev, np.int32)
         lip_h = np.empty(n_lip, np.int32)
