@@ -66,8 +66,20 @@ def _check_record(record):
     return tuple(dict.fromkeys(record))
 
 
+def _check_count(name, value, minimum, none_means=None):
+    """``value`` as an int >= ``minimum``; None passes when ``none_means`` says what it means."""
+    if value is None and none_means is not None:
+        return None
+    alt = f" (or None for {none_means})" if none_means is not None else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{alt}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}{alt}, got {value}")
+    return int(value)
+
+
 def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encoding="direct",
-             seed=None, record=()):
+             seed=None, record=(), first_index=0, client=None, chunk_size=None):
     """Simulate a spiking network on a batch of images for ``T`` time steps.
 
     Semantics (DESIGN.md, "Simulation semantics"): at each step ``t = 1..T`` populations are
@@ -100,6 +112,18 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
         Seed of Poisson coding (ignored by direct coding); None draws a fresh one.
     record : sequence of str
         Per-neuron records to keep, from ``("neuron_counts", "potential", "trains")``.
+    first_index : int
+        Position of ``x[0]`` in a larger array of images: image ``i`` of ``x`` draws the
+        Poisson stream of image ``first_index + i`` (see
+        :func:`~eventsnn.engine.encoding.poisson_spikes`), so a slice simulated on its own
+        gives exactly what it gives within the whole array.
+    client : dask.distributed.Client, optional
+        Run on a Dask cluster (:mod:`eventsnn.distributed`): the network is sent once to
+        every worker, chunks of ``chunk_size`` images run as tasks (one engine thread each)
+        and their results are joined in image order. The result is identical to the
+        in-process one. Needs ``pip install eventsnn[dask]``.
+    chunk_size : int, optional
+        Images per Dask task (with ``client``); by default about 16 tasks per worker thread.
 
     Returns
     -------
@@ -116,18 +140,22 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
     record = _check_record(record)
-    if batch_size is not None:
-        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral):
-            raise TypeError(f"batch_size must be an integer or None, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (or None for automatic), got {batch_size}")
-        batch_size = int(batch_size)
+    batch_size = _check_count("batch_size", batch_size, 1, "automatic")
+    chunk_size = _check_count("chunk_size", chunk_size, 1, "automatic")
+    first_index = _check_count("first_index", first_index, 0)
     seed = resolve_seed(seed) if encoding == "poisson" else (None if seed is None else resolve_seed(seed))
 
+    if client is not None:
+        from ..distributed import simulate_on_client
+
+        return simulate_on_client(client, net, x, T, chunk_size=chunk_size, progress=progress,
+                                  first_index=first_index, engine=engine, batch_size=batch_size,
+                                  encoding=encoding, seed=seed, record=record)
     if engine == "reference":
         from .reference import simulate_reference
 
-        return simulate_reference(net, x, T, encoding=encoding, seed=seed, record=record)
+        return simulate_reference(net, x, T, encoding=encoding, seed=seed, record=record,
+                                  first_index=first_index)
 
     from .numba_engine import NumbaProgram
 
@@ -139,7 +167,7 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=True, encod
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="simulate", unit="batch")
-    results = [program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed, first_index=s,
-                           record=record)
+    results = [program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed,
+                           first_index=first_index + s, record=record)
                for s in starts]
     return concatenate(results)
