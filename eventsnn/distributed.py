@@ -40,7 +40,7 @@ WORKER_ENV = {"NUMBA_NUM_THREADS": "1"}
 """Environment of the worker processes of ``connect("local:N")``: one Numba thread each."""
 
 __all__ = ["connect", "check_client", "plan_chunks", "simulate_on_client", "analyze_on_client",
-           "worker_peak_memory", "INSTALL_HINT", "RETRIES"]
+           "worker_peak_memory", "peak_rss", "INSTALL_HINT", "RETRIES"]
 
 
 def _distributed():
@@ -112,8 +112,14 @@ def connect(address, *, timeout=10):
     n_local = _local_workers(address)
     distributed = _distributed()
     if n_local is not None:
-        cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, env=dict(WORKER_ENV))
+        import dask
+
+        # no dashboard, so no use for the workers' statistical profiler (a thread sampling
+        # every task's stack every 10 ms); the worker processes inherit this configuration
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1,
+                                               processes=True, dashboard_address=None,
+                                               env=dict(WORKER_ENV))
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -267,7 +273,17 @@ def analyze_on_client(client, net, graph, x, y, T, batch_size, record, ann_batch
     return an
 
 
-def _peak_rss():
+def peak_rss():
+    """Peak resident memory of this process (bytes): ``VmHWM`` of ``/proc/self/status`` on
+    Linux (``ru_maxrss`` is inherited across fork and exec there, so a freshly spawned worker
+    would report its parent's peak), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
     import sys
 
@@ -278,4 +294,4 @@ def _peak_rss():
 def worker_peak_memory(client):
     """Peak resident memory of every worker process so far (bytes), by worker address."""
     check_client(client)
-    return client.run(_peak_rss)
+    return client.run(peak_rss)

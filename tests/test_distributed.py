@@ -129,6 +129,15 @@ def test_simulate_on_dask_keeps_first_index_and_trains(model, client):
                      eventsnn.simulate(net, x[:6], 4, **kw))
 
 
+def test_worker_peak_memory(client):
+    from eventsnn.distributed import peak_rss, worker_peak_memory
+
+    peaks = worker_peak_memory(client)
+    assert set(peaks) == set(client.nthreads())
+    assert all(isinstance(v, int) and 10 * 2**20 < v < 8 * 2**30 for v in peaks.values())
+    assert peak_rss() > 10 * 2**20
+
+
 @pytest.mark.parametrize("encoding", ["direct", "poisson"])
 def test_analyze_simulation_on_dask_is_identical(model, client, encoding):
     graph, net, x, y = model
