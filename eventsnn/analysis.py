@@ -682,8 +682,20 @@ def analyze(net, result, x=None, y=None, graph=None, *, ann_batch_size=None):
     return Analysis(net, graph, ann_batch_size=ann_batch_size).add(result, x, y)
 
 
+def analyze_batch(net, graph, x, y, T, first_index, record, ann_batch_size, simulate_kwargs):
+    """Simulate one batch, images ``first_index, first_index + 1, ...`` of the whole array,
+    and return its :class:`Analysis` (the unit of :func:`analyze_simulation`, in this process
+    or on a Dask worker)."""
+    from .engine import simulate
+
+    res = simulate(net, x, T, record=record, batch_size=len(x), first_index=first_index,
+                   **simulate_kwargs)
+    return Analysis(net, graph, ann_batch_size=ann_batch_size).add(res, x, y)
+
+
 def analyze_simulation(net, x, T, y=None, graph=None, *, batch_size=256,
-                       record=("neuron_counts", "potential"), ann_batch_size=None, **simulate_kwargs):
+                       record=("neuron_counts", "potential"), ann_batch_size=None, client=None,
+                       **simulate_kwargs):
     """Simulate ``x`` batch by batch and accumulate an :class:`Analysis`, dropping the
     per-neuron records of each batch once reduced (for thousands of images).
 
@@ -698,25 +710,38 @@ def analyze_simulation(net, x, T, y=None, graph=None, *, batch_size=256,
     graph : Graph, optional
         The ANN (conversion errors, ANN accuracy, energy).
     batch_size : int
-        Images per :func:`eventsnn.simulate` call.
+        Images per :func:`eventsnn.simulate` call (and per Dask task with ``client``).
     record : sequence of str
         Records to keep per batch (``"trains"`` adds the exact Γ-hit share; memory ``8·T·B·N``).
+    client : dask.distributed.Client, optional
+        Simulate and analyse the batches on a Dask cluster (:mod:`eventsnn.distributed`);
+        the result is identical to the in-process one.
     **simulate_kwargs
         Passed to :func:`eventsnn.engine.simulate` (``engine``, ``encoding``, ``seed``, ...).
+        With Poisson coding every image draws the stream it draws in
+        ``simulate(net, x, T, seed=seed)`` (one seed, drawn once when None).
 
     Returns
     -------
     Analysis
     """
-    from .engine import simulate
+    from .engine.encoding import resolve_seed
 
     batch_size = check_positive_int(batch_size, "batch_size")
-    an = Analysis(net, graph, ann_batch_size=ann_batch_size)
     x = check_batch(x, net.input_shape)
     if y is not None:
         y = check_labels(y, len(x), net.output.size)
+    simulate_kwargs.setdefault("progress", False)
+    if simulate_kwargs.get("encoding") == "poisson":
+        simulate_kwargs["seed"] = resolve_seed(simulate_kwargs.get("seed"))
+    if client is not None:
+        from .distributed import analyze_on_client
+
+        return analyze_on_client(client, net, graph, x, y, T, batch_size, record, ann_batch_size,
+                                 simulate_kwargs)
+    an = Analysis(net, graph, ann_batch_size=ann_batch_size)
     for a in range(0, len(x), batch_size):
-        xb = x[a:a + batch_size]
-        res = simulate(net, xb, T, record=record, batch_size=batch_size, **simulate_kwargs)
-        an.add(res, xb, None if y is None else y[a:a + batch_size])
+        an = an.merge(analyze_batch(net, graph, x[a:a + batch_size],
+                                    None if y is None else y[a:a + batch_size], T, a, record,
+                                    ann_batch_size, simulate_kwargs))
     return an

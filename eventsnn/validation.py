@@ -125,17 +125,21 @@ def check_labels(y, n, n_classes=None, name="labels"):
     return y.astype(np.int64, copy=False)
 
 
-def check_positive_int(value, name, *, allow_none=False):
-    """``value`` as an int >= 1 (or None when ``allow_none``); TypeError/ValueError otherwise."""
+def check_int(value, name, minimum, *, allow_none=False):
+    """``value`` as an int >= ``minimum`` (or None when ``allow_none``); TypeError/ValueError otherwise."""
     if value is None and allow_none:
         return None
+    alt = " or None" if allow_none else ""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, "
-                        f"got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1{' (or None)' if allow_none else ''}, "
-                         f"got {value}")
+        raise TypeError(f"{name} must be an integer >= {minimum}{alt}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}{alt}, got {value}")
     return int(value)
+
+
+def check_positive_int(value, name, *, allow_none=False):
+    """``value`` as an int >= 1 (or None when ``allow_none``); TypeError/ValueError otherwise."""
+    return check_int(value, name, 1, allow_none=allow_none)
 
 
 def check_finite_float(value, name, *, minimum=None, maximum=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..validation import check_batch, check_positive_int
+from ..validation import check_batch, check_int, check_positive_int
 from .encoding import ENCODINGS, resolve_seed
 from .result import RECORD_KINDS, SimResult, concatenate
 
@@ -76,7 +76,7 @@ def _progress_chunk(n_images, batch_size):
 
 
 def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, encoding="direct",
-             seed=None, record=()):
+             seed=None, record=(), first_index=0, client=None, chunk_size=None):
     """Simulate a spiking network on a batch of images for ``T`` time steps.
 
     Semantics (docs/design.md, "Simulation semantics"): at each step ``t = 1..T`` populations are
@@ -113,6 +113,18 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
         Seed of Poisson coding (ignored by direct coding); None draws a fresh one.
     record : sequence of str
         Per-neuron records to keep, from ``("neuron_counts", "potential", "trains")``.
+    first_index : int
+        Position of ``x[0]`` in a larger array of images: image ``i`` of ``x`` draws the
+        Poisson stream of image ``first_index + i`` (see
+        :func:`~eventsnn.engine.encoding.poisson_spikes`), so a slice simulated on its own
+        gives exactly what it gives within the whole array.
+    client : dask.distributed.Client, optional
+        Run on a Dask cluster (:mod:`eventsnn.distributed`): the network is sent once to
+        every worker, chunks of ``chunk_size`` images run as tasks (one engine thread each)
+        and their results are joined in image order. The result is identical to the
+        in-process one. Needs ``pip install eventsnn[dask]``.
+    chunk_size : int, optional
+        Images per Dask task (with ``client``); by default about 16 tasks per worker thread.
 
     Returns
     -------
@@ -137,12 +149,21 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {ENCODINGS}")
     record = _check_record(record)
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
+    first_index = check_int(first_index, "first_index", 0)
     seed = resolve_seed(seed) if encoding == "poisson" else (None if seed is None else resolve_seed(seed))
 
+    if client is not None:
+        from ..distributed import simulate_on_client
+
+        return simulate_on_client(client, net, x, T, chunk_size=chunk_size, progress=progress,
+                                  first_index=first_index, engine=engine, batch_size=batch_size,
+                                  encoding=encoding, seed=seed, record=record)
     if engine == "reference":
         from .reference import simulate_reference
 
-        return simulate_reference(net, x, T, encoding=encoding, seed=seed, record=record)
+        return simulate_reference(net, x, T, encoding=encoding, seed=seed, record=record,
+                                  first_index=first_index)
 
     from .program_cache import cached_program
 
@@ -152,7 +173,7 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
     _check_memory(program, len(x), T, record, encoding, batch_size)
     if not progress:
         return concatenate([program.run(x[s:s + batch_size], T, encoding=encoding, seed=seed,
-                                        first_index=s, record=record)
+                                        first_index=first_index + s, record=record)
                             for s in range(0, len(x), batch_size)])
     from tqdm.auto import tqdm
 
@@ -161,6 +182,6 @@ def simulate(net, x, T, *, engine="numba", batch_size=None, progress=False, enco
     with tqdm(total=len(x), desc="simulate", unit="img") as bar:
         for s in range(0, len(x), chunk):
             results.append(program.run(x[s:s + chunk], T, encoding=encoding, seed=seed,
-                                       first_index=s, record=record))
+                                       first_index=first_index + s, record=record))
             bar.update(len(results[-1].outputs[0]))
     return concatenate(results)

@@ -67,7 +67,7 @@ class _State:
         self.step_count = np.zeros(n_synapses, np.int64)  # maxgate s_{w,i}(t)
 
 
-def simulate_reference(net, x, T, encoding="direct", seed=None, record=()):
+def simulate_reference(net, x, T, encoding="direct", seed=None, record=(), first_index=0):
     """Simulate ``net`` with the pure-Python event-queue engine.
 
     Parameters
@@ -83,6 +83,8 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=()):
         Seed of Poisson coding (None: fresh entropy).
     record : tuple of str
         Per-neuron records, see :data:`eventsnn.engine.result.RECORD_KINDS`.
+    first_index : int
+        Position of ``x[0]`` in the whole simulated array (selects each image's Poisson stream).
 
     Returns
     -------
@@ -110,7 +112,7 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=()):
     potential = {p.name: np.zeros((B, p.size), np.float32) for p in pops if p.kind == "if"}
 
     currents = direct_currents(net, x) if direct else None
-    in_spikes = None if direct else poisson_spikes(x, T, resolve_seed(seed)).reshape(T, B, -1)
+    in_spikes = None if direct else poisson_spikes(x, T, resolve_seed(seed), first_index).reshape(T, B, -1)
 
     for b in range(B):
         state = {p.name: _State(p, len(pool_in[p.name].indices) if p.name in pool_in else 0)
