@@ -107,24 +107,24 @@ class _Walker:
         return self.g.shape_of(name)
 
     def _expr(self, name):
-        return self._as_expr(self.values[name], name)
+        return self._as_expr(self.values[name])
 
-    def _as_expr(self, value, name):
+    def _as_expr(self, value):
         kind, v = value
         if kind == "expr":
             return v
         if kind == "cat":
-            return self._cat_expr(name, v)
+            return self._cat_expr(v)
         shape = self.pops[v].shape
         return _Expr([(v, ())], np.zeros(shape, dtype=np.float32))
 
-    def _cat_expr(self, name, cat):
+    def _cat_expr(self, cat):
         """A concatenation as one expression: part k is zero-padded along the axis into place."""
-        axis, parts = cat
+        name, axis, parts = cat
         shape = self._shape(name)
         nd, offset, terms, biases = len(shape), 0, [], []
         for k, part in enumerate(parts):
-            e = self._as_expr(part, name)
+            e = self._as_expr(part)
             n = e.bias.shape[axis]
             pads = [0] * (2 * nd)
             pads[axis], pads[nd + axis] = offset, shape[axis] - offset - n
@@ -166,7 +166,7 @@ class _Walker:
             bias = np.sum([e.bias for e in exprs], axis=0, dtype=np.float32)
             return ("expr", _Expr([t for e in exprs for t in e.terms], bias))
         if op == "concat":
-            return ("cat", (node.attrs["axis"], [self.values[i] for i in node.inputs]))
+            return ("cat", (node.name, node.attrs["axis"], [self.values[i] for i in node.inputs]))
         if op in ("relu", "clip"):
             return self._relu(node)
         if op == "maxpool":
@@ -210,7 +210,7 @@ class _Walker:
         if kind == "pop":
             return [v]
         if kind == "cat":
-            names = [self._pops_of(part) for part in v[1]]
+            names = [self._pops_of(part) for part in v[2]]
             return None if any(n is None for n in names) else [p for n in names for p in n]
         return None
 
@@ -225,7 +225,7 @@ class _Walker:
                                     for p in pops):
             return value
         return self._add_pop(_Pop(self._name(node.name), "if", node.shape, node.name,
-                                  expr=self._as_expr(value, src), clip=bound))
+                                  expr=self._as_expr(value), clip=bound))
 
     def _pool_pop(self, node, src_pop, ann):
         a = node.attrs
@@ -256,10 +256,10 @@ class _Walker:
         kind, v = self.values[src]
         if kind == "cat":  # pooling acts per channel: pool every population of the concatenation
             pops = self._pops_of((kind, v))
-            if pops is None or v[0] != 0:
+            if pops is None or v[1] != 0:
                 raise self._fail(node, "max pooling of a concatenation needs every part to be a ReLU output "
                                        "(concatenated along channels); use pooling='avg' otherwise")
-            return ("cat", (0, [self._pool_pop(node, p, None) for p in pops]))
+            return ("cat", (node.name, 0, [self._pool_pop(node, p, None) for p in pops]))
         if kind == "expr":
             affine = self._pooled_affine(node, v)
             if affine is not None:
