@@ -138,7 +138,7 @@ def dyadic_version(net):
     """The network with every weight, bias and scale rounded to a multiple of 2^-6 (|w| <= 4):
     float32 sums of such values are exact in any order, so engines must agree bit for bit."""
     def q(a):
-        return np.clip(np.round(np.asarray(a, np.float64) * 64) / 64, -4, 4).astype(np.float32)
+        return np.asarray(np.clip(np.round(np.asarray(a, np.float64) * 64) / 64, -4, 4), dtype=np.float32)
 
     for c in net.connections:
         for attr in ("weight", "scale"):
