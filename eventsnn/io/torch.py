@@ -48,6 +48,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._refusals import why_not_rate_coded
+
 __all__ = ["from_torch", "to_torch"]
 
 _INPUT = "input"
@@ -65,31 +67,6 @@ _SUPPORTED = (
     "add_, mul, div, sub, mean, view, reshape, flatten, permute, squeeze, unsqueeze, contiguous, "
     "detach, clone, float, size, dim"
 )
-# why an op cannot become a rate-coded neuron (named in the refusal)
-_NOT_RATE_CODED = {
-    "sigmoid": "a sigmoid is not piecewise linear: a spike rate (a rectified, linear function of its "
-               "input current) cannot follow its curve",
-    "tanh": "tanh is not piecewise linear and takes negative values; spike rates are non-negative and "
-            "linear in their input",
-    "gelu": "GELU is not piecewise linear and dips below zero; a rate-coded neuron computes a rectified "
-            "linear function of its input",
-    "silu": "SiLU/swish multiplies the input by its own sigmoid; a rate-coded neuron cannot multiply two "
-            "signals",
-    "hardswish": "hard-swish multiplies the input by a function of itself; a rate-coded neuron cannot "
-                 "multiply two signals",
-    "layer_norm": "layer normalisation divides by a statistic of the sample itself; the converted network "
-                  "only has fixed weights and biases",
-    "group_norm": "group normalisation divides by a statistic of the sample itself; the converted network "
-                  "only has fixed weights and biases",
-    "softmax": "a softmax inside the network normalises by a sum of exponentials of the sample; only a "
-               "softmax on the logits can be dropped (argmax unchanged)",
-    "multiheadattention": "attention multiplies two input-dependent signals (queries and keys); spiking "
-                          "neurons with fixed synapses cannot",
-    "matmul": "a product of two input-dependent tensors cannot be a synapse with a fixed weight",
-    "mul": "a product of two input-dependent tensors cannot be a synapse with a fixed weight",
-    "leaky_relu": "a leaky ReLU is negative for negative inputs; spike rates are non-negative",
-    "elu": "ELU is negative for negative inputs and not piecewise linear; spike rates are non-negative",
-}
 _FALLBACK = ("export the model with torch.onnx.export(model, example_input, 'model.onnx') and "
              "load it with eventsnn.load_onnx('model.onnx')")
 
@@ -545,7 +522,7 @@ class _Builder:
     def _unsupported(self, n, why="is not supported"):
         key = type(self.modules[n.target]).__name__ if n.op == "call_module" else \
             getattr(n.target, "__name__", str(n.target))
-        reason = {k.replace("_", ""): v for k, v in _NOT_RATE_CODED.items()}.get(key.lower().replace("_", ""))
+        reason = why_not_rate_coded(key)
         if reason is not None and why == "is not supported":
             return ValueError(f"{self._where(n)} cannot be converted: {reason}. Replace it by a ReLU (or "
                               f"ReLU6) and retrain or fine-tune. Supported: {_SUPPORTED}")
@@ -1053,7 +1030,7 @@ def _h_arith(b, n, args, kwargs, shape):
     if isinstance(x, _Act) and isinstance(y, _Act):
         if kind == "add":
             return _h_add(b, n, args, kwargs, shape)
-        raise b.refuse(n, _NOT_RATE_CODED["mul"] if kind in ("mul", "div") else
+        raise b.refuse(n, why_not_rate_coded("mul") if kind in ("mul", "div") else
                        "only the sum of two activations (a residual add) is supported")
     act_first = isinstance(x, _Act)
     act, c = (x, y) if act_first else (y, x)
@@ -1083,7 +1060,7 @@ def _h_softmax(b, n, args, kwargs, shape):
     """A softmax / log-softmax on the logits is dropped (monotone: argmax unchanged)."""
     x = _need_act(b, n, args[0])
     if not all(u.op == "output" for u in n.users):
-        raise b.refuse(n, f"cannot be converted: {_NOT_RATE_CODED['softmax']}")
+        raise b.refuse(n, f"cannot be converted: {why_not_rate_coded('softmax')}")
     name = type(b.modules[n.target]).__name__ if n.op == "call_module" else getattr(n.target, "__name__", n.target)
     dim = b.modules[n.target].dim if n.op == "call_module" else (args[1] if len(args) > 1 else kwargs.get("dim"))
     if len(x.shape) != 1 or (dim is not None and int(dim) % 2 != 1):
