@@ -14,16 +14,19 @@ Nodes with a dynamic input are mapped onto canonical ops:
 =====================================================  ==============================================
 ONNX                                                   Graph op
 =====================================================  ==============================================
-Conv (2-D, group 1, dilation 1, auto_pad any)          ``conv``
+Conv (2-D, any group and dilation, auto_pad any)       ``conv``
 Gemm (transA 0, any transB / alpha / beta), MatMul     ``linear`` (weight ``(O, I)``)
 Add / Sub with a constant after Conv/Gemm/MatMul       folded into that node's bias
 BatchNormalization (inference)                         ``batchnorm``
 Add/Sub/Mul/Div with a per-channel constant elsewhere  ``batchnorm`` with mean 0, var 1, eps 0
                                                        (i.e. ``y = weight * x + bias`` exactly)
-Relu                                                   ``relu``
+Relu; Clip(0) / Clip(0, a) (ReLU6, Hardtanh(0, a))     ``relu``; ``clip`` (bounded ReLU)
+Concat of activations (not the batch axis)             ``concat``
+Transpose of activations (batch axis first)            ``transpose`` (e.g. an NHWC flatten)
+Softmax / LogSoftmax on the model output               dropped with a warning (argmax unchanged)
 MaxPool, AveragePool (floor or ceil mode)              ``maxpool``, ``avgpool``
 GlobalAveragePool, ReduceMean over (H, W)              ``global_avgpool`` (+ ``flatten``)
-GlobalMaxPool                                          ``maxpool`` with the whole image as window
+GlobalMaxPool, ReduceMax over (H, W)                   ``maxpool`` with the whole image as window
 Flatten (axis 1), Reshape/Squeeze/Unsqueeze            ``flatten`` / ``reshape`` (batch axis kept)
 Add / Sum of two or more dynamic tensors               ``add``
 Identity, Dropout, Cast to float                       ``identity``
@@ -432,14 +435,18 @@ def _map_global_maxpool(imp, onode, ins, attrs):
     return imp.emit(onode, "maxpool", [x], {"kernel": list(x.shape[1:]), "stride": [1, 1]}, {})
 
 
-def _map_reduce_mean(imp, onode, ins, attrs):
+def _map_reduce_spatial(imp, onode, ins, attrs):
+    """ReduceMean / ReduceMax over (H, W): global average / max pooling (+ flatten without keepdims)."""
     x = imp.dyn(onode, ins[0])
     axes = _axes_arg(imp, onode, ins, attrs, 1)
     rank = len(x.shape) + 1
     if len(x.shape) != 3 or axes is None or sorted(a + rank if a < 0 else a for a in axes) != [2, 3]:
-        raise imp.fail(onode, f"only ReduceMean over the spatial axes (2, 3) of (N, C, H, W) is supported, "
+        raise imp.fail(onode, f"only {onode.op_type} over the spatial axes (2, 3) of (N, C, H, W) is supported, "
                               f"got axes {axes} for per-sample shape {x.shape}")
-    y = imp.emit(onode, "global_avgpool", [x], {}, {})
+    if onode.op_type == "ReduceMax":
+        y = imp.emit(onode, "maxpool", [x], {"kernel": list(x.shape[1:]), "stride": [1, 1]}, {})
+    else:
+        y = imp.emit(onode, "global_avgpool", [x], {}, {})
     if int(attrs.get("keepdims", 1)):
         return y
     return imp.emit(onode, "flatten", [y], {}, {}, suffix="flatten")
@@ -624,7 +631,8 @@ _MAP = {
     "AveragePool": _map_avgpool,
     "GlobalAveragePool": _map_global_avgpool,
     "GlobalMaxPool": _map_global_maxpool,
-    "ReduceMean": _map_reduce_mean,
+    "ReduceMean": _map_reduce_spatial,
+    "ReduceMax": _map_reduce_spatial,
     "Flatten": _map_flatten,
     "Reshape": _map_reshape,
     "Squeeze": _map_squeeze_unsqueeze,

@@ -58,7 +58,7 @@ _CHECK_RTOL = 1e-3
 _SUPPORTED = (
     "modules Conv2d (groups, dilation), Linear, BatchNorm1d, BatchNorm2d, ReLU, ReLU6, Hardtanh(0, a), "
     "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, Unflatten, ZeroPad2d, "
-    "ConstantPad2d(value 0), Dropout*, Identity, Softmax/LogSoftmax on the output; functions F.conv2d, "
+    "ConstantPad1d/2d/3d(value 0), Dropout*, Identity, Softmax/LogSoftmax on the output; functions F.conv2d, "
     "F.linear, F.batch_norm, F.relu, torch.relu, F.relu6, F.hardtanh(0, a), torch.clamp/clip(0, a), "
     "F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.mean, "
     "torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.cat, torch.permute, "
@@ -1083,6 +1083,7 @@ def _dispatch_tables(torch):
         (nn.AvgPool2d, _h_avgpool_module), (nn.AdaptiveAvgPool2d, _h_adaptive_avg),
         (nn.AdaptiveMaxPool2d, _h_adaptive_max), (nn.Flatten, _h_reshape), (nn.Unflatten, _h_reshape),
         (nn.ZeroPad2d, _h_pad_module), (nn.ConstantPad2d, _h_pad_module), (nn.Identity, _h_alias),
+        (nn.ConstantPad1d, _h_pad_module), (nn.ConstantPad3d, _h_pad_module),
         (nn.ReLU6, _h_relu6), (nn.Hardtanh, _h_hardtanh), (nn.Softmax, _h_softmax),
         (nn.LogSoftmax, _h_softmax),
     ] + [(cls, _h_alias) for cls in dropouts]
@@ -1121,8 +1122,9 @@ def _dispatch_tables(torch):
 # Graph -> torch.nn.Module
 # ---------------------------------------------------------------------------------------
 
-_TO_TORCH_OPS = ("add", "avgpool", "batchnorm", "conv", "flatten", "global_avgpool", "identity",
-                 "linear", "maxpool", "pad", "relu", "reshape", "slice")
+_TO_TORCH_OPS = ("adaptive_avgpool", "add", "avgpool", "batchnorm", "clip", "concat", "conv", "flatten",
+                 "global_avgpool", "identity", "linear", "maxpool", "pad", "relu", "reshape", "slice",
+                 "transpose")
 
 
 def to_torch(graph):
@@ -1135,7 +1137,10 @@ def to_torch(graph):
     BrainCog's converter) or trace with ``torch.fx`` (e.g. SpikingJelly's) find the
     ``nn.ReLU`` / ``nn.MaxPool2d`` / ``nn.Conv2d`` / ``nn.BatchNorm2d`` instances they replace:
 
-    * ``conv``: ``nn.Conv2d`` (asymmetric padding: ``nn.Sequential(nn.ZeroPad2d, nn.Conv2d)``);
+    * ``conv``: ``nn.Conv2d`` with its groups and dilation (asymmetric padding:
+      ``nn.Sequential(nn.ZeroPad2d, nn.Conv2d)``);
+    * ``clip``: ``nn.ReLU6`` for a bound of 6, else ``nn.Hardtanh(0, bound)``;
+    * ``adaptive_avgpool``: ``nn.AdaptiveAvgPool2d(output)``;
     * ``linear``: ``nn.Linear``; ``batchnorm``: ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in
       eval mode with the running statistics;
     * ``relu``: ``nn.ReLU``; ``identity``: ``nn.Identity``; ``flatten``: ``nn.Flatten``;
@@ -1145,7 +1150,8 @@ def to_torch(graph):
       and divides by the per-window count, so ``count_include_pad`` keeps its meaning);
     * ``global_avgpool``: ``nn.AdaptiveAvgPool2d(1)``;
     * ``pad``: ``nn.ConstantPad1d/2d/3d`` (value 0) over the per-sample axes;
-    * ``reshape``, ``slice``, ``add``: small modules (``x.reshape``, ``x[:, slices]``, a sum).
+    * ``reshape``, ``slice``, ``add``, ``concat``, ``transpose``: small modules (``x.reshape``,
+      ``x[:, slices]``, a sum, ``torch.cat``, ``x.permute``).
 
     Parameters
     ----------
@@ -1222,14 +1228,17 @@ def _param(torch, a):
 
 
 def _node_module(torch, classes, node, in_shape):
+    from ..graph import conv_geometry
+
     nn = torch.nn
     op, a, p = node.op, node.attrs, node.params
     if op == "conv":
         o, i, kh, kw = p["weight"].shape
         pt, pl, pb, pr = a["padding"]
         sym = pt == pb and pl == pr
-        conv = nn.Conv2d(i, o, (kh, kw), stride=tuple(a["stride"]), padding=(pt, pl) if sym else 0,
-                         bias="bias" in p)
+        groups, dilation = conv_geometry(a)
+        conv = nn.Conv2d(i * groups, o, (kh, kw), stride=tuple(a["stride"]), padding=(pt, pl) if sym else 0,
+                         dilation=tuple(dilation), groups=groups, bias="bias" in p)
         conv.weight = _param(torch, p["weight"])
         if "bias" in p:
             conv.bias = _param(torch, p["bias"])
@@ -1251,6 +1260,14 @@ def _node_module(torch, classes, node, in_shape):
         return bn.eval()
     if op == "relu":
         return nn.ReLU()
+    if op == "clip":
+        return nn.ReLU6() if a["max"] == 6.0 else nn.Hardtanh(0.0, a["max"])
+    if op == "adaptive_avgpool":
+        return nn.AdaptiveAvgPool2d(tuple(a["output"]))
+    if op == "concat":
+        return classes["Concat"](a["axis"])
+    if op == "transpose":
+        return classes["Transpose"](a["perm"])
     if op == "identity":
         return nn.Identity()
     if op == "flatten":
@@ -1334,6 +1351,32 @@ def _torch_classes(torch):
         def extra_repr(self):
             return f"index={self.index[1:]}"
 
+    class Concat(nn.Module):
+        """``torch.cat`` of all inputs along a per-sample axis."""
+
+        def __init__(self, axis):
+            super().__init__()
+            self.axis = int(axis)
+
+        def forward(self, *xs):
+            return torch.cat(xs, dim=1 + self.axis)
+
+        def extra_repr(self):
+            return f"axis={self.axis}"
+
+    class Transpose(nn.Module):
+        """``x.permute(0, *(1 + perm))`` (per-sample axes)."""
+
+        def __init__(self, perm):
+            super().__init__()
+            self.dims = (0,) + tuple(1 + int(k) for k in perm)
+
+        def forward(self, x):
+            return x.permute(self.dims)
+
+        def extra_repr(self):
+            return f"dims={self.dims}"
+
     class Add(nn.Module):
         """Sum of all inputs (residual add)."""
 
@@ -1373,4 +1416,5 @@ def _torch_classes(torch):
             return s / self.count
 
     return {"GraphModule": GraphModule, "Reshape": Reshape, "Slice": Slice, "Add": Add, "Pad": Pad,
+            "Concat": Concat, "Transpose": Transpose,
             "PaddedAvgPool": PaddedAvgPool}
