@@ -270,3 +270,16 @@ def test_dense_twin_agrees_on_dyadic_conversions(name):
     r = simulate(net, x, 6, engine="numba", progress=False)
     with torch.inference_mode():
         np.testing.assert_array_equal(DenseTorchSNN(net).run(x, 6).numpy(), r.outputs)
+
+
+def test_final_relu_on_the_logits_is_dropped():
+    b = OpsBuilder((2, 6, 6), 5)
+    x = b.relu(b.conv("input", 3))
+    b.clip(b.relu(b.linear(b.flatten(x), 4)), 6.0)
+    g = b.graph()
+    with pytest.warns(UserWarning, match=r"relu on the logits \(node 'relu4'\) is dropped.*argmax"):
+        net = convert(g, calib(g))
+    assert net.output.ann_node == "linear3" and [p.kind for p in net.populations] == ["if", "output"]
+    logits = g.forward(calib(g, 3, seed=2), return_all=True)["linear3"]
+    np.testing.assert_allclose(analog_forward(net, calib(g, 3, seed=2))["output"], logits, rtol=0,
+                               atol=RTOL * np.abs(logits).max())
