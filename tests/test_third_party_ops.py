@@ -18,6 +18,7 @@ from eventsnn.fusion import Conv, conv_csr, probe
 from eventsnn.graph import Graph, Node, conv2d
 from eventsnn.network import ConvConnection, Population, SparseConnection, SpikingNetwork
 from test_convert import RTOL, Builder, calib, scale_bcast
+from fuzz_models import dyadic_version
 from test_engine_equivalence import assert_identical, run_both
 
 
@@ -132,24 +133,6 @@ def test_analog_forward_equals_ann(name, channelwise, pooling):
     net = convert(g, x, percentile=99.0, burst=3, channelwise=channelwise, pooling=pooling)
     ann = GRAPHS[name](avg=True) if pooling == "avg" else g
     assert_matches_ann(net, ann, calib(g, 6, seed=1) * 3)
-
-
-def dyadic_version(net):
-    """The network with every weight, bias and scale rounded to a multiple of 2^-6 (|w| <= 4):
-    float32 sums of such values are exact in any order, so engines must agree bit for bit."""
-    def q(a):
-        return np.asarray(np.clip(np.round(np.asarray(a, np.float64) * 64) / 64, -4, 4), dtype=np.float32)
-
-    for c in net.connections:
-        for attr in ("weight", "scale"):
-            if getattr(c, attr, None) is not None:
-                setattr(c, attr, q(getattr(c, attr)))
-        if isinstance(c, SparseConnection):
-            c.matrix.data = q(c.matrix.data)
-    for p in net.populations:
-        if p.bias is not None:
-            p.bias = q(p.bias)
-    return net
 
 
 @pytest.mark.filterwarnings("ignore:.*calibration activations are 0")
