@@ -14,9 +14,9 @@ import pytest
 
 from eventsnn.convert import POOLINGS, analog_forward, ann_activations, convert
 from eventsnn.engine import simulate
-from eventsnn.fusion import Conv, conv_csr, probe
+from eventsnn.fusion import Conv, probe
 from eventsnn.graph import Graph, Node, conv2d
-from eventsnn.network import ConvConnection, Population, SparseConnection, SpikingNetwork
+from eventsnn.network import ConvConnection, Population, SpikingNetwork, conv_csr
 from test_convert import RTOL, Builder, calib, scale_bcast
 from fuzz_models import dyadic_version
 from test_engine_equivalence import assert_identical, run_both
@@ -215,7 +215,7 @@ def test_grouped_conv_csr_holds_exactly_the_synapses(groups, dilation, stride):
     x = rng.normal(size=(2,) + src).astype(np.float32)
     y = conv2d(x, w, None, stride, pad, groups, dilation)
     conv = Conv(w, [stride] * 2, pad, src, y.shape[1:], groups, [dilation] * 2)
-    m = conv_csr(w, [stride] * 2, pad, groups, [dilation] * 2, src, y.shape[1:])
+    m = conv_csr(w, [stride] * 2, pad, src, y.shape[1:], groups, [dilation] * 2)
     ref = probe([conv], src)  # response to every unit input: exact zeros are no synapses
     assert (m != ref).nnz == 0 and m.nnz == ref.nnz
     np.testing.assert_allclose((x.reshape(2, -1) @ m).reshape(y.shape), y, rtol=1e-5, atol=1e-5)
