@@ -266,3 +266,16 @@ def test_final_relu_on_the_logits_is_dropped():
     logits = g.forward(calib(g, 3, seed=2), return_all=True)["linear3"]
     np.testing.assert_allclose(analog_forward(net, calib(g, 3, seed=2))["output"], logits, rtol=0,
                                atol=RTOL * np.abs(logits).max())
+
+
+def test_bounded_population_survives_save_and_load(tmp_path):
+    from eventsnn.network import load_network
+
+    g = mobilenet()
+    net = convert(g, calib(g) * 3, percentile=99.0)
+    net.save(tmp_path / "n.npz")
+    back = load_network(tmp_path / "n.npz")
+    assert [p.v_max for p in back.populations] == [p.v_max for p in net.populations]
+    assert "V<=1 (bounded ReLU)" in back.summary()
+    x = calib(g, 2, seed=5)
+    np.testing.assert_array_equal(simulate(back, x, 5).outputs, simulate(net, x, 5).outputs)
