@@ -218,13 +218,14 @@ class _Walker:
         return ("expr", _Expr([(s, chain + (lin,)) for s, chain in e.terms],
                               np.ascontiguousarray(bias, dtype=np.float32)))
 
-    def _pops_of(self, value):
-        """Population names if ``value`` is a population or a concatenation of populations, else None."""
+    def _pops_of(self, value, channels_only=False):
+        """Population names if ``value`` is a population or a concatenation of populations (along
+        channels only, if asked), else None."""
         kind, v = value
         if kind == "pop":
             return [v]
-        if kind == "cat":
-            names = [self._pops_of(part) for part in v[2]]
+        if kind == "cat" and (v[1] == 0 or not channels_only):
+            names = [self._pops_of(part, channels_only) for part in v[2]]
             return None if any(n is None for n in names) else [p for n in names for p in n]
         return None
 
@@ -269,8 +270,8 @@ class _Walker:
         (src,) = node.inputs
         kind, v = self.values[src]
         if kind == "cat":  # pooling acts per channel: pool every population of the concatenation
-            pops = self._pops_of((kind, v))
-            if pops is None or v[1] != 0:
+            pops = self._pops_of((kind, v), channels_only=True)
+            if pops is None:
                 raise self._fail(node, "max pooling of a concatenation needs every part to be a ReLU output "
                                        "(concatenated along channels); use pooling='avg' otherwise")
             return ("cat", (node.name, 0, [self._pool_pop(node, p, None) for p in pops]))

@@ -279,3 +279,15 @@ def test_bounded_population_survives_save_and_load(tmp_path):
     assert "V<=1 (bounded ReLU)" in back.summary()
     x = calib(g, 2, seed=5)
     np.testing.assert_array_equal(simulate(back, x, 5).outputs, simulate(net, x, 5).outputs)
+
+
+def test_max_pool_of_a_spatial_concatenation_is_refused():
+    b = OpsBuilder((2, 6, 6), 6)
+    x = b.relu(b.conv("input", 3))
+    y = b.relu(b.conv("input", 3))
+    x = b.maxpool(b.cat(b.cat(x, y, axis=1), b.cat(y, x, axis=1)))  # H-concat inside a C-concat
+    b.linear(b.flatten(x), 2)
+    g = b.graph()
+    with pytest.raises(ValueError, match=r"maxpool\d+.*every part to be a ReLU output \(concatenated along"):
+        convert(g, calib(g))
+    assert {p.kind for p in convert(g, calib(g), pooling="avg").populations} == {"if", "output"}
