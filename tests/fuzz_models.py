@@ -153,9 +153,9 @@ def _conv_geometry(draw, c, h, w, same=False):
     cout = c if same else draw(st.integers(1, 6))
     g = draw(st.sampled_from(_divisors(c, cout)))
     ho, wo = (h + 2 * p - span) // s + 1, (w + 2 * p - span) // s + 1
-    if ho < 1 or wo < 1:
-        s, p, d, span = 1, (span - 1) // 2, d, span
-        ho, wo = (h + 2 * p - span) // s + 1, (w + 2 * p - span) // s + 1
+    if ho < 1 or wo < 1:  # the window does not fit: stride 1 and enough padding (output >= input)
+        s, p = 1, span // 2
+        ho, wo = h + 2 * p - span + 1, w + 2 * p - span + 1
     return (c, cout, k, s, p, d, g), (cout, ho, wo)
 
 
