@@ -42,6 +42,7 @@ ONNX_EVERY = 20
 TOL = 1e-4
 NAMES_NODE = re.compile(r"node '[^']*' \(")   # "... node 'x' (op 'maxpool')", "fx node 'x' (module ...)"
 COUNTS = Counter()
+REASONS = Counter()  # refusal messages with the node name masked, for the report
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,6 +65,7 @@ def _refused(e, what):
     assert isinstance(e, (ValueError, TypeError)), e
     assert NAMES_NODE.search(str(e)), f"{what} refusal does not name the node and op: {e}"
     COUNTS[f"{what} refused"] += 1
+    REASONS[NAMES_NODE.sub("node '*' (", str(e))[:160]] += 1
 
 
 def _logits(model, x):
@@ -144,8 +146,8 @@ def test_fuzz_10000(case, pick):
 
 
 def teardown_module():
-    print("\nfuzz outcome counts:", dict(COUNTS))
+    print("\nfuzz outcome counts:", dict(COUNTS), "\nrefusals:", dict(REASONS))
     path = os.environ.get("EVENTSNN_FUZZ_REPORT")
     if path:
         with open(path, "w") as f:
-            json.dump(dict(COUNTS), f, indent=1)
+            json.dump({"counts": dict(COUNTS), "refusals": dict(REASONS)}, f, indent=1)
