@@ -72,6 +72,35 @@ def axis_fan_out(n_in, n_out, kernel, stride, pad_begin):
     return counts
 
 
+def conv_csr(weight, stride, padding, src_shape, dst_shape, groups=1, dilation=(1, 1)):
+    """Structural CSR ``(n_src, n_dst)`` of a 2-D convolution, optionally grouped and dilated.
+
+    Output ``(o, y, x)`` reads input ``(g(o) * I + j, y * s - p + ky * d, x * s - p + kx * d)``
+    through ``weight[o, j, ky, kx]`` (``weight`` is ``(O, I, kh, kw)`` with ``I`` input channels
+    per group, ``g(o) = o // (O / groups)``); taps in the padding are not synapses, every other
+    tap is (zero weights included), so row lengths are the structural fan-outs.
+    """
+    o_n, i_n, kh, kw = weight.shape
+    _, h, w = src_shape
+    _, ho, wo = dst_shape
+    dy, dx = dilation
+    taps_y = axis_taps(h, ho, (kh - 1) * dy + 1, stride[0], padding[0])[::dy]
+    taps_x = axis_taps(w, wo, (kw - 1) * dx + 1, stride[1], padding[1])[::dx]
+    oc = np.arange(o_n)[:, None, None, None]
+    ic = (oc // (o_n // groups)) * i_n + np.arange(i_n)[None, :, None, None]
+    rows, cols, data = [], [], []
+    for ky, (oy, iy) in enumerate(taps_y):
+        for kx, (ox, ix) in enumerate(taps_x):
+            src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
+            dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
+            shape = (o_n, i_n, len(oy), len(ox))
+            rows.append(np.broadcast_to(src, shape).ravel())
+            cols.append(np.broadcast_to(dst, shape).ravel())
+            data.append(np.broadcast_to(weight[:, :, ky, kx][:, :, None, None], shape).ravel())
+    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
+    return _structural_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(data), (n_src, n_dst))
+
+
 def _structural_csr(rows, cols, data, shape):
     """CSR matrix that keeps every listed entry, explicit zeros included (they are synapses)."""
     order = np.lexsort((cols, rows))
@@ -111,6 +140,11 @@ class Population:
     scale : ndarray or None
         Normalisation factor λ (Eq. 6): the population's rate approximates
         ``ann_activation / scale``. A 0-d array (layer-wise) or ``(C,)`` (channel-wise).
+    v_max : float or None
+        Upper clamp of the membrane potential after the reset ("if" only), None = unbounded.
+        A bounded ReLU ``min(max(x, 0), a)`` becomes a population with Γ = a / λ and
+        ``v_max = threshold``: its rate saturates at Γ exactly like the ANN clips, and charge
+        above the clamp is discarded instead of being released after the input drops.
     """
 
     name: str
@@ -122,9 +156,15 @@ class Population:
     pool: dict | None = None
     ann_node: str | None = None
     scale: np.ndarray | None = None
+    v_max: float | None = None
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
+        if self.v_max is not None:
+            if self.kind != "if" or not np.isfinite(self.v_max) or self.v_max < 0:
+                raise ValueError(f"population {self.name!r}: v_max must be a finite value >= 0 on an 'if' "
+                                 f"population (or None), got {self.v_max!r} on kind {self.kind!r}")
+            self.v_max = float(self.v_max)
         if self.kind not in POPULATION_KINDS:
             raise ValueError(
                 f"population {self.name!r}: unknown kind {self.kind!r}; use one of {POPULATION_KINDS}"
@@ -279,23 +319,7 @@ class ConvConnection(Connection):
         return np.broadcast_to(per_pos, (c, h, w)).reshape(-1).astype(np.int64)
 
     def to_csr(self):
-        o_n, i_n, _, _ = self.weight.shape
-        _, h, w = self.src_shape
-        _, ho, wo = self.dst_shape
-        taps_y, taps_x = self._taps()
-        rows, cols, data = [], [], []
-        oc = np.arange(o_n)[:, None, None, None]
-        ic = np.arange(i_n)[None, :, None, None]
-        for ky, (oy, iy) in enumerate(taps_y):
-            for kx, (ox, ix) in enumerate(taps_x):
-                src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
-                dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
-                shape = (o_n, i_n, len(oy), len(ox))
-                rows.append(np.broadcast_to(src, shape).ravel())
-                cols.append(np.broadcast_to(dst, shape).ravel())
-                data.append(np.broadcast_to(self.weight[:, :, ky, kx][:, :, None, None], shape).ravel())
-        return _structural_csr(np.concatenate(rows), np.concatenate(cols),
-                               np.concatenate(data), (self.n_src, self.n_dst))
+        return conv_csr(self.weight, self.stride, self.padding, self.src_shape, self.dst_shape)
 
     def apply(self, x):
         from .graph import conv2d
@@ -593,6 +617,7 @@ class SpikingNetwork:
                  f"{len(self.connections)} connections"]
         for p in self.populations:
             extra = f"Γ={p.burst}" if p.kind == "if" else ""
+            extra += "" if p.v_max is None else f" V<={p.v_max:g} (bounded ReLU)"
             lines.append(f"  {p.name:<24} {p.kind:<8} {str(p.shape):<16} {extra}")
             for c in self.incoming(p.name):
                 lines.append(f"      <- {c.src:<20} {c.kind}")
@@ -604,7 +629,7 @@ class SpikingNetwork:
         for k, p in enumerate(self.populations):
             pops.append({"name": p.name, "shape": list(p.shape), "kind": p.kind,
                          "threshold": float(p.threshold), "burst": p.burst, "pool": p.pool,
-                         "ann_node": p.ann_node})
+                         "ann_node": p.ann_node, **({} if p.v_max is None else {"v_max": p.v_max})})
             if p.bias is not None:
                 arrays[f"pop{k}/bias"] = p.bias
             if p.scale is not None:

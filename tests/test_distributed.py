@@ -17,6 +17,7 @@ from eventsnn.analysis import analyze, analyze_simulation
 from eventsnn.cli import main
 from eventsnn.datasets import default_model_path, load_shipped
 from eventsnn.distributed import INSTALL_HINT, connect
+from eventsnn.testing import assert_results_equal
 
 T = 8
 RECORD = ("neuron_counts", "potential")
@@ -38,25 +39,6 @@ def client():
     with connect("local:2") as c:
         c.wait_for_workers(2, timeout=60)
         yield c
-
-
-def assert_identical(a, b):
-    """Every field of two SimResults equal, arrays byte for byte with the same dtype."""
-    assert (a.T, a.n_images, a.input_macs) == (b.T, b.n_images, b.input_macs)
-    assert a.outputs.dtype == b.outputs.dtype and a.outputs.shape == b.outputs.shape
-    assert a.outputs.tobytes() == b.outputs.tobytes()
-    for field in ("spikes", "events", "synops", "burst_hist"):
-        da, db = getattr(a, field), getattr(b, field)
-        assert list(da) == list(db)
-        for k in da:
-            assert da[k].dtype == db[k].dtype and np.array_equal(da[k], db[k]), (field, k)
-    assert list(a.records) == list(b.records)
-    for kind in a.records:
-        assert list(a.records[kind]) == list(b.records[kind])
-        for pop, arr in a.records[kind].items():
-            other = b.records[kind][pop]
-            assert arr.dtype == other.dtype and arr.shape == other.shape
-            assert arr.tobytes() == other.tobytes(), (kind, pop)
 
 
 # --------------------------------------------------------------------------------------
@@ -119,13 +101,13 @@ def test_simulate_on_dask_is_identical(model, client, encoding, chunk_size):
     kw = dict(encoding=encoding, seed=3, record=RECORD)
     local = eventsnn.simulate(net, x, T, progress=False, **kw)
     remote = eventsnn.simulate(net, x, T, client=client, chunk_size=chunk_size, progress=False, **kw)
-    assert_identical(remote, local)
+    assert_results_equal(remote, local)
 
 
 def test_simulate_on_dask_keeps_first_index_and_trains(model, client):
     _, net, x, _ = model
     kw = dict(encoding="poisson", seed=9, record=("trains",), first_index=7, progress=False)
-    assert_identical(eventsnn.simulate(net, x[:6], 4, client=client, chunk_size=4, **kw),
+    assert_results_equal(eventsnn.simulate(net, x[:6], 4, client=client, chunk_size=4, **kw),
                      eventsnn.simulate(net, x[:6], 4, **kw))
 
 
@@ -209,7 +191,7 @@ def test_worker_killed_mid_run_gives_the_same_result(model, client, tmp_path):
     assert (tmp_path / "killed").exists()                 # a worker did die mid-task
     client.wait_for_workers(2, timeout=60)
     assert set(client.nthreads()) != before               # ... and was replaced
-    assert_identical(remote, local)
+    assert_results_equal(remote, local)
 
 
 # --------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def analog_forward(net, x):
     """Run a :class:`SpikingNetwork` as an ANN: the exact rate limit of the SNN.
 
     Each ``"if"`` population computes ``relu(Σ_in W·a_src + b)`` (no clipping at Γ —
-    rates above the burst limit are kept), pooling populations the max of their window
+    rates above the burst limit are kept; a bounded ReLU population, ``v_max`` set, saturates at
+    its Γ), pooling populations the max of their window
     (as :meth:`PoolConnection.apply`, computed with :func:`eventsnn.graph.maxpool2d`: LIPool
     recovers exactly this max, Eq. 12; for max-gate it is the ideal value), and the output
     population ``Σ_in W·a_src + b``. With the
@@ -64,6 +65,8 @@ def analog_forward(net, x):
                 a += p.bias.reshape(-1)
             if p.kind == "if":
                 a = np.maximum(a, 0.0)
+                if p.v_max is not None:  # bounded ReLU: the rate saturates at Γ = bound / λ
+                    a = np.minimum(a, p.burst)
             a = a.astype(np.float32)
         vals[p.name] = a
         out[p.name] = a.reshape((len(x),) + p.shape)

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from ..graph import OPS, Node, conv2d
 from ..network import (ConvConnection, DenseConnection, IdentityConnection,
-                      SparseConnection)
+                       SparseConnection, conv_csr)
 from ..primitives import out_size
 
 __all__ = ["LinOp", "Scale", "Conv", "Dense", "Structural", "apply_chain", "compile_terms"]
@@ -79,15 +79,26 @@ class Scale(LinOp):
 
 
 class Conv(LinOp):
-    """Bias-free 2-D convolution (weight ``(O, I, kh, kw)``)."""
+    """Bias-free 2-D convolution (weight ``(O, I / groups, kh, kw)``, optional groups/dilation)."""
 
-    def __init__(self, weight, stride, padding, in_shape, out_shape):
+    def __init__(self, weight, stride, padding, in_shape, out_shape, groups=1, dilation=(1, 1)):
         self.weight = np.asarray(weight, dtype=np.float64)
         self.stride, self.padding = list(stride), list(padding)
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.groups, self.dilation = int(groups), list(dilation)
+
+    @property
+    def plain(self):
+        """True for groups 1 and dilation 1 (a weight-shared :class:`ConvConnection`)."""
+        return self.groups == 1 and self.dilation == [1, 1]
+
+    def with_padding(self, padding, in_shape):
+        """The same kernel with another zero padding and input shape."""
+        return Conv(self.weight, self.stride, padding, in_shape, self.out_shape, self.groups, self.dilation)
 
     def apply(self, x):
-        return conv2d(x, self.weight.astype(np.float32), None, self.stride, self.padding)
+        return conv2d(x, self.weight.astype(np.float32), None, self.stride, self.padding,
+                      self.groups, self.dilation)
 
 
 class Dense(LinOp):
@@ -98,7 +109,7 @@ class Dense(LinOp):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
 
     def apply(self, x):
-        return (x @ self.weight.T.astype(np.float32)).astype(np.float32)
+        return (x.reshape(len(x), -1) @ self.weight.T.astype(np.float32)).astype(np.float32)
 
 
 class Structural(LinOp):
@@ -133,8 +144,7 @@ def _fold_pad_into_conv(chain):
             p = prev.node.attrs["pads"]
             if p[0] == 0 and p[3] == 0:
                 pt, pl, pb, pr = op.padding
-                out[-1] = Conv(op.weight, op.stride, [pt + p[1], pl + p[2], pb + p[4], pr + p[5]],
-                               prev.in_shape, op.out_shape)
+                out[-1] = op.with_padding([pt + p[1], pl + p[2], pb + p[4], pr + p[5]], prev.in_shape)
                 continue
         out.append(op)
     return out
@@ -165,7 +175,7 @@ def _compose_avgpool_conv(pool, conv):
     composite kernel is ``w'[m] = w[v] / (kh*kw)`` for ``m = v*s + u``, ``u < k``.
     """
     a = pool.node.attrs
-    if any(a["padding"]):
+    if any(a["padding"]) or not conv.plain:
         return None
     (_, h, w), (o, i, kh, kw) = pool.in_shape, conv.weight.shape
     _, ho, wo = conv.out_shape
@@ -183,12 +193,66 @@ def _compose_avgpool_conv(pool, conv):
     return Conv(weight, [sy, sx], [by, bx, ey, ex], pool.in_shape, conv.out_shape)
 
 
+def _channel_pad(op):
+    """``(begin, end)`` of a zero pad along axis 0 only (a part placed in a concat), else None."""
+    if not (isinstance(op, Structural) and op.op == "pad"):
+        return None
+    p, nd = op.node.attrs["pads"], len(op.in_shape)
+    if any(p[1:nd]) or any(p[nd + 1:]):
+        return None
+    return p[0], p[nd]
+
+
+def _to_vector(op):
+    return isinstance(op, Structural) and op.op in ("flatten", "reshape") and len(op.out_shape) == 1
+
+
+def _fold_channel_pads(chain):
+    """Fold the zero channel padding that places a part in a concatenation into the next layer.
+
+    A per-channel scale after the pad moves before it (its factors sliced to the part); then
+    ``conv(pad_c(x))`` is the conv with the part's slice of input channels (groups 1), and
+    ``dense(flatten(pad_c(x)))`` the dense layer with the part's block of columns — the
+    synapses of the other parts are not this source's.
+    """
+    out = list(chain)
+    changed = True
+    while changed:
+        changed = False
+        for k in range(len(out) - 1):
+            pad, nxt = _channel_pad(out[k]), out[k + 1]
+            if pad is None:
+                continue
+            begin, c = pad[0], out[k].in_shape[0]
+            if isinstance(nxt, Scale):
+                s = nxt.s if nxt.scalar else nxt.s[begin:begin + c]
+                out[k:k + 2] = [Scale(s, out[k].in_shape), out[k]]
+                changed = True
+                break
+            if isinstance(nxt, Conv) and nxt.groups == 1:
+                out[k:k + 2] = [Conv(nxt.weight[:, begin:begin + c], nxt.stride, nxt.padding, out[k].in_shape,
+                                     nxt.out_shape, 1, nxt.dilation)]
+                changed = True
+                break
+            j = k + 1
+            while j < len(out) and _to_vector(out[j]):
+                j += 1
+            if j < len(out) and isinstance(out[j], Dense) and (j > k + 1 or len(out[k].in_shape) == 1):
+                inner = int(np.prod(out[k].in_shape[1:]))
+                w = out[j].weight[:, begin * inner:(begin + c) * inner]
+                out[k:j + 1] = [Dense(w, out[k].in_shape, out[j].out_shape)]
+                changed = True
+                break
+    return out
+
+
 def simplify(chain):
-    """Drop identity-like ops, fold zero pads into convs, compose avgpool -> conv."""
+    """Drop identity-like ops, fold concat placements and zero pads into the next layer, compose
+    avgpool -> conv."""
     chain = [op for op in chain if not (
         isinstance(op, Structural) and (op.op == "identity" or
                                         (op.op in ("reshape", "flatten") and op.in_shape == op.out_shape)))]
-    chain = _fold_pad_into_conv(chain)
+    chain = _fold_pad_into_conv(_fold_channel_pads(chain))
     out = []
     for op in chain:
         prev = out[-1] if out else None
@@ -216,6 +280,13 @@ def _split_scales(chain):
     return g, rest
 
 
+def _in_channel_factors(conv, s):
+    """Per-input-channel factors ``s`` (C,) laid out like the (possibly grouped) kernel."""
+    o, i = conv.weight.shape[:2]
+    full = (np.arange(o) // (o // conv.groups))[:, None] * i + np.arange(i)[None, :]
+    return s[full][:, :, None, None]
+
+
 def _match_conv(chain, g):
     core = [k for k, op in enumerate(chain) if not isinstance(op, Scale)]
     if len(core) != 1 or not isinstance(chain[core[0]], Conv):
@@ -224,7 +295,7 @@ def _match_conv(chain, g):
     conv = chain[k]
     w = conv.weight * g
     for op in chain[:k]:
-        w = w * op.s.reshape(1, -1, 1, 1)
+        w = w * _in_channel_factors(conv, op.s)
     for op in chain[k + 1:]:
         w = w * op.s.reshape(-1, 1, 1, 1)
     return w, conv
@@ -325,6 +396,10 @@ def compile_chain(src, dst, chain, src_shape, dst_shape):
     conv = _match_conv(chain, g)
     if conv is not None:
         w, c = conv
+        if not c.plain:  # grouped / dilated: the exact synapses as CSR (no zero-filled kernel)
+            return SparseConnection(src, dst, src_shape, dst_shape,
+                                    matrix=conv_csr(w.astype(np.float32), c.stride, c.padding, src_shape,
+                                                    dst_shape, c.groups, c.dilation))
         return ConvConnection(src, dst, src_shape, dst_shape, weight=w.astype(np.float32),
                               stride=c.stride, padding=c.padding)
     dense = _match_dense(chain, g)

@@ -17,13 +17,14 @@ from .torch_import import _import_torch
 
 __all__ = ["to_torch"]
 
-_TO_TORCH_OPS = ("add", "avgpool", "batchnorm", "conv", "flatten", "global_avgpool", "identity",
-                 "linear", "maxpool", "pad", "relu", "reshape", "slice")
+_TO_TORCH_OPS = ("adaptive_avgpool", "add", "avgpool", "batchnorm", "clip", "concat", "conv", "flatten",
+                 "global_avgpool", "identity", "linear", "maxpool", "pad", "relu", "reshape", "slice",
+                 "transpose")
 
 
 def to_torch(graph):
     """Build a ``torch.nn.Module`` that computes the same function as a Graph (the inverse of
-    :func:`~eventsnn.io.torch_import.from_torch` / :func:`eventsnn.io.onnx.load_onnx`).
+    :func:`from_torch` / :func:`eventsnn.io.onnx.load_onnx`).
 
     Every Graph node becomes one submodule of ``module.layers`` (an ``nn.ModuleDict``), in the
     Graph's topological order, and ``forward`` evaluates them in that order. Wherever torch has
@@ -31,7 +32,10 @@ def to_torch(graph):
     BrainCog's converter) or trace with ``torch.fx`` (e.g. SpikingJelly's) find the
     ``nn.ReLU`` / ``nn.MaxPool2d`` / ``nn.Conv2d`` / ``nn.BatchNorm2d`` instances they replace:
 
-    * ``conv``: ``nn.Conv2d`` (asymmetric padding: ``nn.Sequential(nn.ZeroPad2d, nn.Conv2d)``);
+    * ``conv``: ``nn.Conv2d`` with its groups and dilation (asymmetric padding:
+      ``nn.Sequential(nn.ZeroPad2d, nn.Conv2d)``);
+    * ``clip``: ``nn.ReLU6`` for a bound of 6, else ``nn.Hardtanh(0, bound)``;
+    * ``adaptive_avgpool``: ``nn.AdaptiveAvgPool2d(output)``;
     * ``linear``: ``nn.Linear``; ``batchnorm``: ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in
       eval mode with the running statistics;
     * ``relu``: ``nn.ReLU``; ``identity``: ``nn.Identity``; ``flatten``: ``nn.Flatten``;
@@ -41,7 +45,8 @@ def to_torch(graph):
       and divides by the per-window count, so ``count_include_pad`` keeps its meaning);
     * ``global_avgpool``: ``nn.AdaptiveAvgPool2d(1)``;
     * ``pad``: ``nn.ConstantPad1d/2d/3d`` (value 0) over the per-sample axes;
-    * ``reshape``, ``slice``, ``add``: small modules (``x.reshape``, ``x[:, slices]``, a sum).
+    * ``reshape``, ``slice``, ``add``, ``concat``, ``transpose``: small modules (``x.reshape``,
+      ``x[:, slices]``, a sum, ``torch.cat``, ``x.permute``).
 
     Parameters
     ----------
@@ -118,14 +123,17 @@ def _param(torch, a):
 
 
 def _node_module(torch, classes, node, in_shape):
+    from ..graph import conv_geometry
+
     nn = torch.nn
     op, a, p = node.op, node.attrs, node.params
     if op == "conv":
         o, i, kh, kw = p["weight"].shape
         pt, pl, pb, pr = a["padding"]
         sym = pt == pb and pl == pr
-        conv = nn.Conv2d(i, o, (kh, kw), stride=tuple(a["stride"]), padding=(pt, pl) if sym else 0,
-                         bias="bias" in p)
+        groups, dilation = conv_geometry(a)
+        conv = nn.Conv2d(i * groups, o, (kh, kw), stride=tuple(a["stride"]), padding=(pt, pl) if sym else 0,
+                         dilation=tuple(dilation), groups=groups, bias="bias" in p)
         conv.weight = _param(torch, p["weight"])
         if "bias" in p:
             conv.bias = _param(torch, p["bias"])
@@ -147,6 +155,14 @@ def _node_module(torch, classes, node, in_shape):
         return bn.eval()
     if op == "relu":
         return nn.ReLU()
+    if op == "clip":
+        return nn.ReLU6() if a["max"] == 6.0 else nn.Hardtanh(0.0, a["max"])
+    if op == "adaptive_avgpool":
+        return nn.AdaptiveAvgPool2d(tuple(a["output"]))
+    if op == "concat":
+        return classes["Concat"](a["axis"])
+    if op == "transpose":
+        return classes["Transpose"](a["perm"])
     if op == "identity":
         return nn.Identity()
     if op == "flatten":
@@ -230,6 +246,32 @@ def _torch_classes(torch):
         def extra_repr(self):
             return f"index={self.index[1:]}"
 
+    class Concat(nn.Module):
+        """``torch.cat`` of all inputs along a per-sample axis."""
+
+        def __init__(self, axis):
+            super().__init__()
+            self.axis = int(axis)
+
+        def forward(self, *xs):
+            return torch.cat(xs, dim=1 + self.axis)
+
+        def extra_repr(self):
+            return f"axis={self.axis}"
+
+    class Transpose(nn.Module):
+        """``x.permute(0, *(1 + perm))`` (per-sample axes)."""
+
+        def __init__(self, perm):
+            super().__init__()
+            self.dims = (0,) + tuple(1 + int(k) for k in perm)
+
+        def forward(self, x):
+            return x.permute(self.dims)
+
+        def extra_repr(self):
+            return f"dims={self.dims}"
+
     class Add(nn.Module):
         """Sum of all inputs (residual add)."""
 
@@ -269,4 +311,5 @@ def _torch_classes(torch):
             return s / self.count
 
     return {"GraphModule": GraphModule, "Reshape": Reshape, "Slice": Slice, "Add": Add, "Pad": Pad,
+            "Concat": Concat, "Transpose": Transpose,
             "PaddedAvgPool": PaddedAvgPool}
