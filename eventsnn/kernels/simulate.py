@@ -21,13 +21,17 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .caching import kernel_jit
-from .neurons import burst_stats, count_events, if_image, output_image, spikes_to_events
+from .neurons import (burst_stats, count_events, if_image, nir_image, output_image,
+                      spikes_to_events)
 from .pooling import lipool_image, maxgate_image
 from .synapses import conv_rows_image, csr_image, dense_image, identity_image
 
 # population kinds and columns of the population table (int64, one row per population)
-POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT = 0, 1, 2, 3
-P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_NPARAM = 0, 1, 2, 3, 4, 5, 6, 7, 8
+POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT, POP_LIF = 0, 1, 2, 3, 4
+P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST = 0, 1, 2, 3, 4, 5, 6, 7
+# NIR neurons ("lif", "output" with dynamics): fbuf offset of their 5·N coefficients (or -1), leak
+P_DYN, P_LEAK = 8, 9
+P_NPARAM = 10
 
 # connection kinds and columns of the connection table (int64, one row per connection)
 CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL = 0, 1, 2, 3, 4
@@ -106,7 +110,7 @@ def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias
             kind = pops[p, P_KIND]
             off = pops[p, P_OFF]
             n = pops[p, P_N]
-            if kind == POP_IF or kind == POP_OUTPUT:
+            if kind == POP_IF or kind == POP_OUTPUT or kind == POP_LIF:
                 Ib = I[off:off + n]
                 for k in range(inc_ptr[p], inc_ptr[p + 1]):
                     c = inc_conn[k]
@@ -118,16 +122,22 @@ def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias
                                               fbuf, ibuf, Ib)
                 co = pops[p, P_CONST]
                 cst = const[b, co:co + n] if co >= 0 else bias[off:off + n]
+                dyn = pops[p, P_DYN]
                 if kind == POP_IF:
                     ne = if_image(V[off:off + n], Ib, cst, theta[p], pops[p, P_GAMMA],
                                   ev_idx[off:off + n], ev_cnt[off:off + n])
-                    h0 = pops[p, P_HIST]
-                    spikes[b, t, p] = burst_stats(ev_cnt[off:], ne,
-                                                  hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
+                elif dyn >= 0:
+                    ne = nir_image(V[off:off + n], Ib, cst, fbuf[dyn:dyn + 5 * n],
+                                   pops[p, P_LEAK] != 0, kind == POP_LIF,
+                                   ev_idx[off:off + n], ev_cnt[off:off + n])
                 else:
                     output_image(V[off:off + n], Ib, cst)
+                if kind == POP_OUTPUT:
                     outputs[b, t, :] = V[off:off + n]
                     continue
+                h0 = pops[p, P_HIST]
+                spikes[b, t, p] = burst_stats(ev_cnt[off:], ne,
+                                              hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
             else:
                 c = pops[p, P_CONN]
                 s = conns[c, C_SRC]
@@ -183,7 +193,8 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
         state of one image and simulates the images it claims one after the other.
     pops : int64 (P, P_NPARAM)
         Population table (kind, neuron offset, size, Γ, histogram offset, state offset,
-        incoming pool connection, offset in ``const`` or -1), in update order.
+        incoming pool connection, offset in ``const`` or -1, offset of the NIR coefficients
+        in ``fbuf`` or -1, leak flag), in update order.
     theta : float32 (P,)
         Thresholds.
     inc_ptr, inc_conn : int64
