@@ -186,6 +186,23 @@ def build_parser():
     _add_convert_args(p)
     _add_sim_args(p)
     p.add_argument("--out", default="eventsnn-report", help="output folder (default: %(default)s)")
+
+    p = sub.add_parser("export-nir", help="export to NIR with the list of approximations and a "
+                                          "measured loss report",
+                       description="Write a converted network (or an ANN converted here) as a "
+                                   "NIR graph; list every feature NIR cannot express exactly and "
+                                   "measure accuracy and SynOps of the original against the "
+                                   "exported semantics (from_nir of the file).")
+    _add_model_args(p)
+    _add_data_args(p)
+    _add_convert_args(p)
+    _add_sim_args(p)
+    p.add_argument("--out", required=True, help="output .nir file")
+    p.add_argument("--exact", action="store_true",
+                   help="convert with the preset NIR holds exactly: Γ=1, reset to zero, "
+                        "average pooling (overrides --burst and --pooling)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) instead of writing an approximate graph")
     return parser
 
 
@@ -323,7 +340,55 @@ def cmd_report(args):
     return 0
 
 
-COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report}
+def cmd_export_nir(args):
+    import nir
+
+    from .io.nir import NIR_PRESET, export_report, nir_features, to_nir
+    from .network import load_network
+
+    test, calib_x, note = _load_data(args)
+    if args.model is not None and Path(args.model).suffix == ".npz" and \
+            "__topology__" in np.load(args.model, allow_pickle=False).files:
+        net = load_network(args.model)
+        print(f"network: {args.model}")
+    else:
+        graph = load_model(args.model, _shape(args.input_shape))
+        if args.exact:
+            args.burst, args.pooling = NIR_PRESET["burst"], NIR_PRESET["pooling"]
+        from .convert import convert
+
+        net = convert(graph, calib_x, norm=args.norm, percentile=args.percentile,
+                      burst=args.burst, pooling=args.pooling, channelwise=args.channelwise,
+                      reset=NIR_PRESET["reset"] if args.exact else "subtract")
+        print(f"converted: norm={args.norm} Γ={args.burst} pooling={args.pooling} "
+              f"reset={'zero' if args.exact else 'subtract'}, calibrated on {note}")
+    feats = nir_features(net)
+    print(f"features NIR cannot express exactly: {len(feats)}")
+    for pop, feat in feats:
+        print(f"  - {pop}: {feat}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the list above is the warning
+        graph_nir = to_nir(net, strict=args.strict)
+    nir.write(args.out, graph_nir)
+    print(f"wrote {args.out} (dt = {graph_nir.metadata['dt']}; read it with "
+          f"eventsnn.from_nir(path, dt={graph_nir.metadata['dt']}))")
+    rows = export_report(net, nir.read(args.out), test.x, test.y, args.T,
+                         dt=graph_nir.metadata["dt"], engine=args.engine,
+                         batch_size=args.batch_size, progress=not args.no_progress,
+                         encoding=args.encoding, seed=args.seed)
+    print(f"\nmeasured on {test.name}, {len(test)} images ({args.encoding} input):")
+    print(f"{'T':>5} {'acc original %':>15} {'acc NIR %':>10} {'SynOps/img original':>20} "
+          f"{'SynOps/img NIR':>15}")
+    for r in rows:
+        print(f"{r['T']:>5} {100 * r['acc_original']:>15.2f} {100 * r['acc_nir']:>10.2f} "
+              f"{r['synops_original']:>20.4g} {r['synops_nir']:>15.4g}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report,
+            "export-nir": cmd_export_nir}
 
 
 def main(argv=None):
