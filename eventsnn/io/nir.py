@@ -426,7 +426,7 @@ def nir_features(net):
     ``(C, H, W)`` population whose bias is not constant per channel, or with no incoming conv
     or dense connection); pooling padding that is not symmetric; dense / sparse connections
     into a ``(C, H, W)`` population (NIR has no reshape); NIR neurons with different ``dt``;
-    the output integrator when ``dt`` is not 1.
+    the output integrator when ``dt`` is not a power of two.
     """
     out = []
     dts = {p.dynamics["dt"] for p in net.populations if p.dynamics is not None}
@@ -445,7 +445,8 @@ def nir_features(net):
             pad = p.pool["padding"]
             if pad[0] != pad[2] or pad[1] != pad[3]:
                 out.append((p.name, f"asymmetric pooling padding {pad}; exported symmetric"))
-        elif p.kind == "output" and p.dynamics is None and dt != 1.0:
+        elif p.kind == "output" and p.dynamics is None and np.frexp(dt)[0] != 0.5:
+            # I(r = 1/dt) computes dt·(r·I) = I exactly only when dt is a power of two
             out.append((p.name, f"output integrator U += I with dt={dt}: exported as I(r=1/dt)"))
         if np.any(getattr(p, "v_init", None) or 0):
             out.append((p.name, "initial potential v_init ≠ 0 (NIR neurons start at 0)"))
