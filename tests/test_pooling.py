@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventsnn.pooling import lipool, maxgate, pool_geometry
+from twins import window_reduce
 
 
 @st.composite
@@ -22,18 +23,6 @@ def pooling_cases(draw, max_t=8):
     counts = rng.integers(0, draw(st.integers(1, 5)) + 1, size=(t, c, h, w))
     counts[rng.random(counts.shape) < sparsity] = 0
     return counts, (kh, kw), (sh, sw), (ph, pw)
-
-
-def window_reduce(x, kernel, stride, padding, reduce):
-    """Naive per-window reduction of (T, C, H, W) with zero padding (loop over windows)."""
-    (kh, kw), (sh, sw), (pt, pl, pb, pr), (ho, wo) = pool_geometry(x.shape, kernel, stride, padding)
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    out = np.zeros(x.shape[:2] + (ho, wo), dtype=np.int64)
-    for i in range(ho):
-        for j in range(wo):
-            out[:, :, i, j] = reduce(xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].reshape(
-                x.shape[0], x.shape[1], -1), axis=-1)
-    return out
 
 
 @settings(max_examples=200, deadline=None)

@@ -40,10 +40,11 @@ def burst_if_step(v, x, theta, gamma):
     ndarray of int64 (N,)
         Spike counts ``s``.
     """
+    theta = v.dtype.type(theta)
     v += x
-    s = np.clip(np.floor(v / v.dtype.type(theta)), 0, gamma).astype(np.int64)
-    v -= s * v.dtype.type(theta)
-    return s
+    s = np.clip(np.floor(v / theta), 0, gamma).astype(v.dtype)  # in V's dtype, as the kernel
+    v -= s * theta
+    return s.astype(np.int64)
 
 
 def integrator_step(u, x):
