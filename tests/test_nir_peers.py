@@ -59,3 +59,44 @@ def test_snntorch_leaky_network_spikes_identically():
     # the LIF node feeding Output is read by an integrator: outputs are cumulative spikes
     np.testing.assert_array_equal(res.outputs, np.cumsum(ref, axis=0))
     assert ref.sum() > 0 and ref.sum() < ref.size  # neither silent nor saturated
+
+
+def test_sinabs_iaf_network_spikes_identically():
+    """Sinabs (3.x) writes its IAF as IF with ``r = 1`` (so ``dt = 1``) and drops its spike and
+    reset functions. With ``SingleSpike`` + ``MembraneReset`` (one spike, reset to 0) the
+    neuron is NIR's IF except that Sinabs fires at ``V ≥ θ`` and NIR at ``V > θ``; θ = 1 + 2^-12
+    is never hit exactly by these inputs (multiples of 2^-10), so the spikes must be
+    identical. (Sinabs' default multi-spike, subtractive IAF is exported the same way: lossy.)
+    Sinabs also writes the time axis into the Input node's shape, hence ``input_shape=``.
+    """
+    sinabs = pytest.importorskip("sinabs")
+    import sinabs.layers as sl
+    from sinabs.activation import MembraneReset, SingleSpike
+
+    torch.manual_seed(0)
+    q = 2.0 ** -5
+    theta = 1.0 + 2.0 ** -12
+    lin1, lin2 = torch.nn.Linear(8, 6), torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        for lin in (lin1, lin2):
+            lin.weight.copy_(torch.round(lin.weight * 4 / q) * q)
+            lin.bias.copy_(torch.round(lin.bias / q) * q)
+    kw = dict(spike_threshold=theta, spike_fn=SingleSpike, reset_fn=MembraneReset())
+    net = torch.nn.Sequential(lin1, sl.IAF(**kw), lin2, sl.IAF(**kw))
+    T = 20
+    graph = sinabs.to_nir(net, torch.zeros(1, T, 8))
+    assert {type(n).__name__ for n in graph.nodes.values()} == {"Input", "Affine", "IF", "Output"}
+
+    rng = np.random.default_rng(2)
+    x = (rng.integers(-32, 33, size=(16, 8)) * q).astype(np.float32)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, sl.IAF):
+                m.reset_states()
+        ref = net(torch.from_numpy(np.repeat(x[:, None], T, axis=1))).numpy()  # (B, T, 4)
+
+    # Sinabs writes the time axis into the Input node's shape, (T, 8): give one step's shape
+    res = eventsnn.simulate(eventsnn.from_nir(graph, dt=1.0, input_shape=(8,)), x, T,
+                            progress=False)
+    np.testing.assert_array_equal(res.outputs, np.cumsum(ref, axis=1).transpose(1, 0, 2))
+    assert 0 < ref.sum() < ref.size

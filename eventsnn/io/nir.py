@@ -277,7 +277,7 @@ def _neuron_shape(expr):
     return expr.shape if len(expr.shape) in (1, 3) else (int(np.prod(expr.shape)),)
 
 
-def from_nir(graph_or_path, dt=1.0):
+def from_nir(graph_or_path, dt=1.0, input_shape=None):
     """Build a :class:`~eventsnn.network.SpikingNetwork` from a NIR graph (or a ``.nir`` file).
 
     Semantics: see the module docstring (the discretisation with step ``dt``). Supported
@@ -301,6 +301,9 @@ def from_nir(graph_or_path, dt=1.0):
     dt : float
         The length of one simulation step in the units of the graph's ``tau`` and ``r``
         (Sinabs writes ``r = 1`` and means ``dt = 1``; SpikingJelly ``r = 1/dt``).
+    input_shape : tuple of int, optional
+        Shape of one step's input, instead of the Input node's (Sinabs writes the time
+        axis into it, e.g. ``(T, N)``).
 
     Returns
     -------
@@ -339,7 +342,11 @@ def from_nir(graph_or_path, dt=1.0):
     preds = {n: [s for s, d in graph.edges if d == n] for n in graph.nodes}
     succs = {n: [d for s, d in graph.edges if s == n] for n in graph.nodes}
     in_name = inputs[0]
-    input_shape = tuple(int(s) for s in np.asarray(graph.nodes[in_name].input_type["input"]).ravel())
+    if input_shape is None:
+        input_shape = np.asarray(graph.nodes[in_name].input_type["input"]).ravel()
+    input_shape = tuple(int(s) for s in input_shape)
+    if not input_shape or min(input_shape) < 1:
+        raise ValueError(f"input shape {input_shape} must be positive sizes; pass input_shape=")
     exprs, shapes, pops, conns, out_pop = {}, {INPUT: input_shape}, [], [], None
     for name in _topological(graph):
         node, kind = graph.nodes[name], kinds[name]
