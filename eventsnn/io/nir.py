@@ -159,7 +159,7 @@ def _topological(graph):
     return order
 
 
-def _conv_padding(node, name, in_hw, kernel, dilation):
+def _conv_padding(node, name, kernel, dilation):
     p = _pair(node.padding, "padding", name)
     if p == "valid":
         return [0, 0, 0, 0]
@@ -188,7 +188,7 @@ def _conv_op(node, name, shape):
                          f"take {c} input channels")
     stride = _pair(node.stride, "stride", name)
     dilation = _pair(node.dilation, "dilation", name)
-    pad = _conv_padding(node, name, (h, wd), (kh, kw), dilation)
+    pad = _conv_padding(node, name, (kh, kw), dilation)
     ho = (h + pad[0] + pad[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (wd + pad[1] + pad[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if ho < 1 or wo < 1:
@@ -416,6 +416,9 @@ def from_nir(graph_or_path, dt=1.0, input_shape=None):
 # --- export ---------------------------------------------------------------------------
 
 
+_NO_RESHAPE = "(NIR has no reshape)"  # a feature no NIR graph approximates
+
+
 def _per_channel(a, shape):
     """(C,) values if ``a`` (of ``shape``) is constant over each channel, else None."""
     if len(shape) == 1:
@@ -436,10 +439,10 @@ def nir_features(net):
     the output integrator when ``dt`` is not a power of two.
     """
     out = []
-    dts = {p.dynamics["dt"] for p in net.populations if p.dynamics is not None}
-    dt = dts.pop() if len(dts) == 1 else 1.0
-    if dts:
-        out.append(("*", f"NIR neurons with different dt {sorted(dts | {dt})}; one dt is exported"))
+    dts = sorted({p.dynamics["dt"] for p in net.populations if p.dynamics is not None})
+    dt = dts[0] if dts else 1.0
+    if len(dts) > 1:
+        out.append(("*", f"NIR neurons with different dt {dts}; exported with dt={dt}"))
     for p in net.populations:
         if p.kind == "if":
             out.append((p.name, "subtractive (soft) reset V -= s·θ; NIR resets to v_reset"))
@@ -455,7 +458,8 @@ def nir_features(net):
         elif p.kind == "output" and p.dynamics is None and np.frexp(dt)[0] != 0.5:
             # I(r = 1/dt) computes dt·(r·I) = I exactly only when dt is a power of two
             out.append((p.name, f"output integrator U += I with dt={dt}: exported as I(r=1/dt)"))
-        if np.any(getattr(p, "v_init", None) or 0):
+        v_init = getattr(p, "v_init", None)
+        if v_init is not None and np.any(v_init):
             out.append((p.name, "initial potential v_init ≠ 0 (NIR neurons start at 0)"))
         incoming = net.incoming(p.name)
         if p.kind not in ("lipool", "maxgate"):
@@ -465,7 +469,7 @@ def nir_features(net):
         for c in incoming:
             if len(p.shape) == 3 and isinstance(c, (DenseConnection, SparseConnection)):
                 out.append((p.name, f"{c.kind} connection {c.name} into a (C, H, W) population "
-                                    "(NIR has no reshape)"))
+                                    f"{_NO_RESHAPE}"))
     return out
 
 
@@ -538,14 +542,13 @@ def to_nir(net, strict=True):
         raise TypeError(f"net must be a SpikingNetwork, got {type(net).__name__}")
     feats = nir_features(net)
     listing = "\n".join(f"  - {p}: {f}" for p, f in feats)
-    fatal = [f for _, f in feats if "NIR has no reshape" in f]
+    fatal = [f for _, f in feats if f.endswith(_NO_RESHAPE)]
     if fatal or (feats and strict):
         raise ValueError(
             f"NIR cannot express this network exactly ({len(feats)} features):\n{listing}\n"
             + ("pass strict=False to write the closest NIR graph and a list of approximations"
                if not fatal else "dense connections into (C, H, W) populations cannot be exported"))
-    dts = [p.dynamics["dt"] for p in net.populations if p.dynamics is not None]
-    dt = dts[0] if dts else 1.0
+    dt = min((p.dynamics["dt"] for p in net.populations if p.dynamics is not None), default=1.0)
     name_of = {INPUT: "input", **{p.name: _node_name(p.name) for p in net.populations}}
     nodes = {"input": nir.Input(input_type={"input": np.array(net.input_shape)})}
     edges = []
