@@ -366,6 +366,15 @@ def test_nir_preset_exports_exactly(shipped, tmp_path):
         g = eventsnn.to_nir(net)
     nir.write(tmp_path / "vgg.nir", g)
     back = eventsnn.from_nir(nir.read(tmp_path / "vgg.nir"), dt=1.0)
+    for p in net.populations:  # the same parameters, bit for bit
+        q = back.population(p.name)
+        assert (p.bias is None) == (q.bias is None) and (
+            p.bias is None or np.array_equal(p.bias, q.bias)), p.name
+    for c in net.connections:
+        d = next(d for d in back.connections if (d.src, d.dst) == (c.src, c.dst))
+        assert c.attrs() == d.attrs(), c.name
+        for k, a in c.arrays().items():
+            np.testing.assert_array_equal(a, d.arrays()[k], err_msg=f"{c.name} {k}")
     a, b = simulate(net, x, 6, progress=False), simulate(back, x, 6, progress=False)
     np.testing.assert_array_equal(a.outputs, b.outputs)
     assert a.total_synops() == b.total_synops()

@@ -588,9 +588,11 @@ def to_nir(net, strict=True):
         for k, c in enumerate(net.incoming(p.name)):
             cn = f"{name_of[c.src]}->{n}"
             bias = None
-            if c is carrier:
-                bias = (p.bias.reshape(-1) if len(shp) == 1
-                        else p.bias.reshape(shp[0], -1).mean(axis=1).astype(np.float32))
+            if c is carrier:  # exact per-channel values, or their mean (listed approximation)
+                per_channel = None if len(shp) == 1 else _per_channel(p.bias, shp)
+                bias = (p.bias.reshape(-1) if len(shp) == 1 else per_channel
+                        if per_channel is not None
+                        else p.bias.reshape(shp[0], -1).astype(np.float64).mean(axis=1))
             src = name_of[c.src]
             if isinstance(c, ConvConnection):
                 nodes[cn] = _conv_node(nir, c, bias)
