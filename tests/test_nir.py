@@ -397,3 +397,28 @@ def test_cli_export_nir_prints_list_and_loss_report(tmp_path, capsys):
     assert main(["export-nir", "--exact", "--strict", "--out", str(out), "-n", "10", "--T", "2",
                  "--calib", "32", "--no-progress"]) == 0
     assert "features NIR cannot express exactly: 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("padding", [[0, 0, 1, 1], [2, 0, 0, 1], [0, 1, 2, 0]])
+def test_asymmetric_conv_padding_exports_as_widened_kernel(padding):
+    from eventsnn.network import (INPUT, ConvConnection, DenseConnection, Population,
+                                  SpikingNetwork)
+
+    rng = np.random.default_rng(5)
+    ho, wo = 6 + padding[0] + padding[2] - 3 + 1, 6 + padding[1] + padding[3] - 3 + 1
+    dyn = {"r": 1.0, "v_threshold": 0.5, "v_reset": 0.0}
+    net = SpikingNetwork((1, 6, 6), [
+        Population("a", (2, 6, 6), "lif", dynamics=dyn),
+        Population("b", (3, ho, wo), "lif", dynamics=dyn),
+        Population("out", (2,), "output")], [
+        ConvConnection(INPUT, "a", (1, 6, 6), (2, 6, 6), weight=dy(rng, (2, 1, 3, 3), -16, 32),
+                       padding=[1, 1, 1, 1]),
+        ConvConnection("a", "b", (2, 6, 6), (3, ho, wo), weight=dy(rng, (3, 2, 3, 3), -8, 16),
+                       padding=padding),
+        DenseConnection("b", "out", (3, ho, wo), (2,), weight=dy(rng, (2, 3 * ho * wo), -8, 8))])
+    back = eventsnn.from_nir(eventsnn.to_nir(net))
+    x = _inputs(rng, (1, 6, 6))
+    a, b = simulate(net, x, T, progress=False), simulate(back, x, T, progress=False)
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    np.testing.assert_array_equal(a.spikes["b"], b.spikes["b"])
+    assert a.spikes["b"].sum() > 0

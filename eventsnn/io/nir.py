@@ -510,7 +510,7 @@ def to_nir(net, strict=True):
 
     Every population becomes a NIR node of the same name (``"/"`` → ``"|"``, ``"."`` →
     ``":"``); ``"lif"`` → IF / LIF with its parameters, the output → I / LI (the integrator
-    ``U += I + b`` is I with ``r = 1``), and every connection one linear node (Conv2d,
+    ``U += I + b`` is I with ``r = 1/dt``), and every connection one linear node (Conv2d,
     Flatten + Affine / Linear, Scale). A population's bias goes into the Conv2d / Affine bias
     of one incoming connection. A conv with asymmetric padding is written with symmetric
     padding and a kernel widened by zero taps (same outputs; the re-imported conv counts
