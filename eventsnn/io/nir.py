@@ -273,6 +273,11 @@ def _dynamics(node, name, kind, shape, dt):
     return d
 
 
+def _bias(expr):
+    """The constant of ``expr`` as a population bias (None when it is all zero)."""
+    return expr.const if expr.const.any() else None
+
+
 def _neuron_shape(expr):
     return expr.shape if len(expr.shape) in (1, 3) else (int(np.prod(expr.shape)),)
 
@@ -368,8 +373,8 @@ def from_nir(graph_or_path, dt=1.0, input_shape=None):
         expr = _Expr([t for e in srcs for t in e.terms], np.sum([e.const for e in srcs], axis=0))
         if kind == "Output":
             shape = _neuron_shape(expr)
-            out_pop = Population(name, shape, "output")
             expr = _flatten(expr, f"{name}.flatten", shape)
+            target = out_pop = Population(name, shape, "output", bias=_bias(expr))
         elif kind in ("Conv2d", "SumPool2d", "AvgPool2d", "Scale"):
             op = (_conv_op(node, name, expr.shape) if kind == "Conv2d" else
                   _scale_op(node, name, expr.shape) if kind == "Scale" else
@@ -399,14 +404,13 @@ def from_nir(graph_or_path, dt=1.0, input_shape=None):
                 if succs[name] != [outputs[0]]:
                     raise ValueError(f"NIR node {name!r} ({kind}) is non-spiking; eventsnn runs "
                                      "it only as the output (its only edge must go to Output)")
-                out_pop = Population(name, shape, "output", dynamics=dyn)
+                target = out_pop = Population(name, shape, "output", dynamics=dyn,
+                                              bias=_bias(expr))
+                exprs[name] = None
             else:
-                pops.append(Population(name, shape, "lif", dynamics=dyn,
-                                       bias=expr.const if expr.const.any() else None))
-            exprs[name] = None if kind in ("I", "LI") else _Expr([(name, [])], np.zeros(shape, np.float32))
-        target = out_pop if kind in ("Output", "I", "LI") else pops[-1]
-        if kind in ("Output", "I", "LI") and expr.const.any():
-            target.bias = np.ascontiguousarray(expr.const, np.float32)
+                target = Population(name, shape, "lif", dynamics=dyn, bias=_bias(expr))
+                pops.append(target)
+                exprs[name] = _Expr([(name, [])], np.zeros(shape, np.float32))
         shapes[target.name] = target.shape
         conns += compile_terms(target.name, target.shape, expr.terms, shapes)
     return SpikingNetwork(input_shape, pops + [out_pop], conns,
