@@ -58,6 +58,14 @@ class DenseTorchSNN:
                      if p.bias is not None}
         self.incoming = {p.name: [c for c in net.incoming(p.name) if c.src != INPUT]
                          for p in net.populations}
+        # NIR neurons: (leak, alpha, r, v_leak, v_threshold, v_reset), each shaped like the
+        # population (eventsnn.engine.steps.nir_step)
+        self.dynamics = {}
+        for p in net.populations:
+            if p.dynamics is not None:
+                leak, params = p.step_parameters()
+                self.dynamics[p.name] = (leak, *(torch.from_numpy(a.reshape(p.shape)).to(dtype)
+                                                 for a in params))
 
     def _fmt(self, t):
         if self.channels_last and t.dim() == 4:
@@ -96,7 +104,8 @@ class DenseTorchSNN:
         Per step and population (list order, zero synaptic delay), as in docs/design.md:
         ``V += I(t) + const``; ``s = clip(floor(V/θ), 0, Γ)``; ``V -= s·θ`` (Eq. 2-4), with
         ``const`` = bias + direct-coded input current (computed once); LIPool (Eq. 12) and
-        max-gate (Eq. 11) on spike counts; the output integrator ``U += I(t) + const``.
+        max-gate (Eq. 11) on spike counts; the output integrator ``U += I(t) + const``; the
+        NIR neurons (``"lif"``, ``"output"`` with dynamics) as :func:`eventsnn.engine.steps.nir_step`.
 
         Returns
         -------
@@ -115,7 +124,7 @@ class DenseTorchSNN:
         const = {k: self._fmt(v.contiguous()) for k, v in const.items()}
         state, spikes, pools = {}, {}, {}
         for p in net.populations:
-            if p.kind in ("if", "output"):
+            if p.kind in ("if", "output", "lif"):
                 state[p.name] = self._fmt(torch.zeros((b,) + p.shape, dtype=self.dtype))
         outputs = torch.empty((T, b, net.output.size), dtype=self.dtype)
         for t in range(T):
@@ -131,11 +140,18 @@ class DenseTorchSNN:
                         current += self.ops[c.name](spikes[c.src])
                     if p.name in const:
                         current += const[p.name]
+                else:
+                    current = const.get(p.name, 0.0)
+                if p.name in self.dynamics:
+                    z = self._nir_step(v, current, *self.dynamics[p.name], p.kind == "lif")
+                    if p.kind == "lif":
+                        spikes[p.name] = z
+                else:
                     v += current
-                elif p.name in const:
-                    v += const[p.name]
                 if p.kind == "output":
                     outputs[t] = v.reshape(b, -1)
+                    continue
+                if p.kind == "lif":
                     continue
                 theta = float(p.threshold)
                 s = torch.floor(v) if theta == 1.0 else torch.floor(v / theta)
@@ -148,6 +164,19 @@ class DenseTorchSNN:
                     v.clamp_(max=p.v_max)
                 spikes[p.name] = s
         return outputs
+
+    @staticmethod
+    def _nir_step(v, x, leak, alpha, r, v_leak, v_th, v_reset, spiking):
+        """NIR IF/LIF/I/LI step in place (eventsnn.engine.steps.nir_step); returns the spikes."""
+        if leak:
+            v += alpha * ((v_leak - v) + r * x)
+        else:
+            v += alpha * (r * x)
+        if not spiking:
+            return None
+        z = v > v_th
+        torch.where(z, v_reset, v, out=v)
+        return z.to(v.dtype)
 
     def _pool(self, p, counts, pools, b):
         kh, kw = p.pool["kernel"]

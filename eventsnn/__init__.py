@@ -15,6 +15,7 @@ from .convert import analog_forward, ann_activations, convert, fold_batchnorm
 from .engine import SimResult, simulate
 from .graph import Graph, Node, load_graph
 from .io import load_onnx
+from .io.nir import from_nir, to_nir
 from .energy import EnergyModel, estimate_energy
 from .network import SpikingNetwork, load_network
 from .report import write_report
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = ["UnsupportedModelError", "Graph", "Node", "load_graph", "load_onnx", "from_torch", "to_torch", "convert", "analog_forward", "ann_activations",
            "fold_batchnorm", "SpikingNetwork", "load_network", "simulate", "SimResult", "Analysis",
-           "analyze", "analyze_simulation", "EnergyModel", "estimate_energy", "write_report"]
+           "analyze", "analyze_simulation", "EnergyModel", "estimate_energy", "write_report", "from_nir", "to_nir"]
 
 
 def __getattr__(name):

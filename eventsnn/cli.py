@@ -143,7 +143,9 @@ def _describe_norm(norm, source):
     return f"mean={fmt(norm.mean)} std={fmt(norm.std)} ({source or 'stored in the data file'})"
 
 
-def _load_test(args, graph):
+def _load_test(args, input_shape, n_classes):
+    """The test images of ``--data`` (``-n`` subset), checked against the model's input shape and
+    classes; returns ``(dataset, normalisation note)``."""
     from .datasets import load_dataset
     from .validation import check_labels
 
@@ -158,13 +160,12 @@ def _load_test(args, graph):
         from .datasets import subset
 
         test = subset(test, args.n, seed=args.seed)
-    if test.x.shape[1:] != tuple(graph.input_shape):
-        raise CLIError(f"the model takes inputs of shape {tuple(graph.input_shape)} but the images "
+    if test.x.shape[1:] != tuple(input_shape):
+        raise CLIError(f"the model takes inputs of shape {tuple(input_shape)} but the images "
                        f"of {test.name} are {test.x.shape[1:]}; pass --data with images for this "
                        "model (e.g. --data path/to/cifar10.npz for a CIFAR-10 model)")
-    n_classes = int(np.prod(graph.output_shape))
     check_labels(test.y, len(test), n_classes, name=f"labels of {test.name}")
-    return test, _describe_norm(test.normalization, source), n_classes
+    return test, _describe_norm(test.normalization, source)
 
 
 def _calibration(args, test):
@@ -406,12 +407,29 @@ def build_parser():
     _add_sim_args(p)
     _add_dask_args(p)
     p.add_argument("--out", default="eventsnn-report", help="output folder (default: %(default)s)")
+
+    p = sub.add_parser("export-nir", help="export to NIR with the list of approximations and a "
+                                          "measured loss report",
+                       description="Write a converted network (or an ANN converted here) as a "
+                                   "NIR graph; list every feature NIR cannot express exactly and "
+                                   "measure accuracy and SynOps of the original against the "
+                                   "exported semantics (from_nir of the file).")
+    _add_model_args(p)
+    _add_data_args(p)
+    _add_convert_args(p)
+    _add_sim_args(p)
+    p.add_argument("--out", required=True, help="output .nir file")
+    p.add_argument("--exact", action="store_true",
+                   help="convert with the preset NIR holds exactly: Γ=1, reset to zero, "
+                        "average pooling (overrides --burst and --pooling)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) instead of writing an approximate graph")
     return parser
 
 
 def _check_args(args):
     """Argument combinations argparse cannot check, and the outputs (before any work)."""
-    if args.command in ("run", "convert", "report"):
+    if args.command in ("run", "convert", "report", "export-nir"):
         if (args.mean is None) != (args.std is None):
             raise CLIError("--mean and --std go together (one value per channel each)")
         if args.mean is not None and len(args.mean) != len(args.std):
@@ -449,7 +467,8 @@ def _model_and_data(args):
     graph = load_model(args.model, _shape(args.input_shape))
     what = "the shipped Fashion-MNIST VGG" if args.model is None else args.model
     print(f"model: {what} ({len(graph.nodes)} nodes, input {graph.input_shape})")
-    test, norm_note, n_classes = _load_test(args, graph)
+    n_classes = int(np.prod(graph.output_shape))
+    test, norm_note = _load_test(args, graph.input_shape, n_classes)
     print(f"data:  {test.name}, {len(test)} images; input normalisation: {norm_note}")
     return graph, test, n_classes
 
@@ -582,7 +601,58 @@ def cmd_report(args):
     return 0
 
 
-COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report}
+def cmd_export_nir(args):
+    import nir
+
+    from .io.nir import NIR_PRESET, export_report, nir_features, to_nir
+    from .network import load_network
+
+    from .files import file_kind
+
+    if args.model is not None and file_kind(args.model) == "network":
+        net = load_network(args.model)
+        print(f"network: {args.model}")
+        test, norm_note = _load_test(args, net.input_shape, net.output.size)
+        print(f"data:  {test.name}, {len(test)} images; input normalisation: {norm_note}")
+    else:
+        graph, test, _ = _model_and_data(args)
+        calib_x, note = _calibration(args, test)
+        if args.exact:
+            args.burst, args.pooling = NIR_PRESET["burst"], NIR_PRESET["pooling"]
+        from .convert import convert
+
+        net = convert(graph, calib_x, norm=args.norm, percentile=args.percentile,
+                      burst=args.burst, pooling=args.pooling, channelwise=args.channelwise,
+                      reset=NIR_PRESET["reset"] if args.exact else "subtract")
+        print(f"converted: norm={args.norm} Γ={args.burst} pooling={args.pooling} "
+              f"reset={'zero' if args.exact else 'subtract'}, calibrated on {note}")
+    feats = nir_features(net)
+    print(f"features NIR cannot express exactly: {len(feats)}")
+    for pop, feat in feats:
+        print(f"  - {pop}: {feat}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the list above is the warning
+        graph_nir = to_nir(net, strict=args.strict)
+    nir.write(args.out, graph_nir)
+    print(f"wrote {args.out} (dt = {graph_nir.metadata['dt']}; read it with "
+          f"eventsnn.from_nir(path, dt={graph_nir.metadata['dt']}))")
+    rows = export_report(net, nir.read(args.out), test.x, test.y, args.T,
+                         dt=graph_nir.metadata["dt"], engine=args.engine,
+                         batch_size=args.batch_size, progress=not args.no_progress,
+                         encoding=args.encoding, seed=args.seed)
+    print(f"\nmeasured on {test.name}, {len(test)} images ({args.encoding} input):")
+    print(f"{'T':>5} {'acc original %':>15} {'acc NIR %':>10} {'SynOps/img original':>20} "
+          f"{'SynOps/img NIR':>15}")
+    for r in rows:
+        print(f"{r['T']:>5} {100 * r['acc_original']:>15.2f} {100 * r['acc_nir']:>10.2f} "
+              f"{r['synops_original']:>20.4g} {r['synops_nir']:>15.4g}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report,
+            "export-nir": cmd_export_nir}
 
 
 def main(argv=None):

@@ -26,8 +26,10 @@ import scipy.sparse as sp
 from .primitives import out_hw
 from .validation import MAX_BURST
 
-POPULATION_KINDS = ("if", "lipool", "maxgate", "output")
+POPULATION_KINDS = ("if", "lipool", "maxgate", "output", "lif")
 INPUT = "input"
+DYNAMICS_KEYS = ("r", "tau", "v_leak", "v_threshold", "v_reset")
+"""Per-neuron parameters of ``Population.dynamics`` (NIR's names; ``dt`` is a scalar beside them)."""
 
 
 def _ints(values, n, what):
@@ -122,11 +124,14 @@ class Population:
         Unique name.
     shape : tuple of int
         Per-sample shape, ``(C, H, W)`` or ``(N,)``.
-    kind : {"if", "lipool", "maxgate", "output"}
+    kind : {"if", "lipool", "maxgate", "output", "lif"}
         ``"if"``: integrate-and-fire neuron with burst spikes (Eq. 2-4, Algorithm 1):
         ``V += I + b``, ``s = clip(floor(V / threshold), 0, burst)``, ``V -= s * threshold``.
         ``"lipool"``: Lateral Inhibition Pooling (Eq. 12). ``"maxgate"``: the max-gated
-        pooling baseline (Eq. 11). ``"output"``: non-spiking integrator ``U += I + b``.
+        pooling baseline (Eq. 11). ``"output"``: non-spiking integrator ``U += I + b``, or the
+        NIR I / LI node given by ``dynamics``. ``"lif"``: the NIR IF / LIF neuron given by
+        ``dynamics`` (hard reset, strict threshold, at most one spike per step; ``threshold``
+        and ``burst`` are not used, Γ = 1).
     threshold : float
         Firing threshold θ (1 after normalisation, Eq. 6).
     burst : int
@@ -145,6 +150,15 @@ class Population:
         A bounded ReLU ``min(max(x, 0), a)`` becomes a population with Γ = a / λ and
         ``v_max = threshold``: its rate saturates at Γ exactly like the ANN clips, and charge
         above the clamp is discarded instead of being released after the input drops.
+    dynamics : dict or None
+        The NIR neuron model (Pedersen et al. 2024) of a ``"lif"`` or ``"output"``
+        population, discretised with step ``dt`` (see :meth:`step_parameters`): ``"dt"``
+        (float, default 1), and per-neuron arrays (broadcast to ``shape``) ``"r"`` (required),
+        ``"tau"`` (absent: no leak, IF / I), ``"v_leak"`` (default 0, with ``tau`` only),
+        ``"v_threshold"`` (required for ``"lif"``) and ``"v_reset"`` (``"lif"``, default 0).
+        With ``tau``, ``V += (dt/tau)·(v_leak − V + r·(I + b))``, else ``V += dt·r·(I + b)``;
+        then, for ``"lif"``, ``z = V > v_threshold`` and ``V = v_reset`` where ``z``.
+        ``None`` for an ``"output"`` population: the integrator ``U += I + b``.
     """
 
     name: str
@@ -157,6 +171,7 @@ class Population:
     ann_node: str | None = None
     scale: np.ndarray | None = None
     v_max: float | None = None
+    dynamics: dict | None = None
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
@@ -197,6 +212,71 @@ class Population:
             }
         if self.scale is not None:
             self.scale = np.asarray(self.scale, dtype=np.float32)
+        self._check_dynamics()
+
+    def _check_dynamics(self):
+        if self.kind == "lif" and self.dynamics is None:
+            raise ValueError(f"population {self.name!r} of kind 'lif' needs dynamics="
+                             "{'r': ..., 'v_threshold': ...} (see Population)")
+        if self.dynamics is None:
+            return
+        if self.kind not in ("lif", "output"):
+            raise ValueError(f"population {self.name!r}: dynamics apply to kinds 'lif' and "
+                             f"'output' only, not {self.kind!r}; pass dynamics=None")
+        if self.kind == "lif" and self.burst != 1:
+            raise ValueError(f"population {self.name!r}: a 'lif' neuron spikes at most once per "
+                             f"step; pass burst=1, not {self.burst}")
+        d = dict(self.dynamics)
+        unknown = set(d) - set(DYNAMICS_KEYS) - {"dt"}
+        if unknown:
+            raise ValueError(f"population {self.name!r}: unknown dynamics keys {sorted(unknown)}; "
+                             f"use 'dt' and {DYNAMICS_KEYS}")
+        needed = ("r", "v_threshold") if self.kind == "lif" else ("r",)
+        spiking_only = {"v_threshold", "v_reset"} & set(d) if self.kind == "output" else set()
+        if any(k not in d for k in needed) or spiking_only or ("v_leak" in d and "tau" not in d):
+            raise ValueError(
+                f"population {self.name!r}: a {self.kind!r} population's dynamics need {needed}, "
+                f"'v_leak' only with 'tau'{', no threshold or reset' if self.kind == 'output' else ''}; "
+                f"got keys {sorted(d)}")
+        dt = float(d.pop("dt", 1.0))
+        if not (np.isfinite(dt) and dt > 0):
+            raise ValueError(f"population {self.name!r}: dynamics dt must be a finite number > 0, got {dt}")
+        out = {"dt": dt}
+        for k, v in d.items():
+            a = np.asarray(v, dtype=np.float32)
+            try:
+                a = np.ascontiguousarray(np.broadcast_to(a, self.shape))
+            except ValueError:
+                raise ValueError(f"population {self.name!r}: dynamics[{k!r}] of shape {a.shape} "
+                                 f"does not broadcast to the population shape {self.shape}") from None
+            if not np.isfinite(a).all() or (k == "tau" and not (a > 0).all()):
+                raise ValueError(f"population {self.name!r}: dynamics[{k!r}] must be finite"
+                                 f"{' and > 0' if k == 'tau' else ''}")
+            out[k] = a
+        self.dynamics = out
+
+    def step_parameters(self):
+        """Per-neuron float32 coefficients of the ``"lif"`` / dynamic ``"output"`` update.
+
+        Returns
+        -------
+        leak : bool
+            Whether ``tau`` is given (LIF / LI).
+        params : float32 (5, N)
+            Rows ``alpha, r, v_leak, v_threshold, v_reset`` in C order, with
+            ``alpha = dt / tau`` (leak) or ``dt`` (no leak), rounded once to float32; the
+            engines update ``V += alpha·((v_leak − V) + r·x)`` or ``V += alpha·(r·x)`` with
+            ``x = I + b`` (:func:`eventsnn.engine.steps.nir_step`). Missing entries are 0
+            (threshold: +inf for ``"output"``).
+        """
+        d = self.dynamics
+        n = self.size
+        leak = "tau" in d
+        alpha = d["dt"] / d["tau"].astype(np.float64) if leak else np.full(self.shape, d["dt"])
+        rows = [alpha, d["r"], d.get("v_leak", 0.0), d.get("v_threshold", np.inf),
+                d.get("v_reset", 0.0)]
+        return leak, np.stack([np.broadcast_to(np.asarray(r, np.float64), self.shape).reshape(n)
+                               for r in rows]).astype(np.float32)
 
     @property
     def size(self):
@@ -629,7 +709,11 @@ class SpikingNetwork:
         for k, p in enumerate(self.populations):
             pops.append({"name": p.name, "shape": list(p.shape), "kind": p.kind,
                          "threshold": float(p.threshold), "burst": p.burst, "pool": p.pool,
-                         "ann_node": p.ann_node, **({} if p.v_max is None else {"v_max": p.v_max})})
+                         "ann_node": p.ann_node, **({} if p.v_max is None else {"v_max": p.v_max}),
+                         "dt": None if p.dynamics is None else p.dynamics["dt"]})
+            for key, a in (p.dynamics or {}).items():
+                if key != "dt":
+                    arrays[f"pop{k}/dynamics/{key}"] = a
             if p.bias is not None:
                 arrays[f"pop{k}/bias"] = p.bias
             if p.scale is not None:
@@ -659,8 +743,14 @@ def load_network(path):
     if topo.get("format") != "eventsnn.SpikingNetwork":
         raise ValueError(f"{path}: holds {topo.get('format')!r}, not a SpikingNetwork "
                          "(a Graph file loads with eventsnn.load_graph)")
-    pops = [Population(bias=arrays.get(f"pop{k}/bias"), scale=arrays.get(f"pop{k}/scale"), **p)
-            for k, p in enumerate(topo["populations"])]
+    pops = []
+    for k, p in enumerate(topo["populations"]):
+        p = dict(p)
+        dt = p.pop("dt", None)
+        dyn = {n.rsplit("/", 1)[1]: a for n, a in arrays.items()
+               if n.startswith(f"pop{k}/dynamics/")}
+        pops.append(Population(bias=arrays.get(f"pop{k}/bias"), scale=arrays.get(f"pop{k}/scale"),
+                               dynamics=None if dt is None else {"dt": dt, **dyn}, **p))
     conns = []
     for k, attrs in enumerate(topo["connections"]):
         attrs = dict(attrs)

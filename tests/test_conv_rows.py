@@ -10,24 +10,7 @@ import pytest
 from eventsnn.engine.numba_engine import internal_order
 from eventsnn.kernels import synapses
 from eventsnn.network import ConvConnection
-
-
-def twin(counts, weight, stride, padding, dst_shape):
-    """Every event times every kernel tap (public (C, H, W) layout), float64."""
-    o_n, i_n, kh, kw = weight.shape
-    B = counts.shape[0]
-    _, ho, wo = dst_shape
-    out = np.zeros((B,) + tuple(dst_shape))
-    for b, ci, y, x in zip(*np.nonzero(counts)):
-        for ky in range(kh):
-            for kx in range(kw):
-                ny, nx = y + padding[0] - ky, x + padding[1] - kx
-                if ny % stride[0] or nx % stride[1]:
-                    continue
-                oy, ox = ny // stride[0], nx // stride[1]
-                if 0 <= oy < ho and 0 <= ox < wo:
-                    out[b, :, oy, ox] += counts[b, ci, y, x] * weight[:, ci, ky, kx].astype(np.float64)
-    return out
+from twins import conv_scatter as twin
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -70,7 +70,8 @@ def check_counts(net, x, T, res, seed=None):
       (:func:`eventsnn.testing.check_burst_bounds`).
     - pooling populations' trains == eventsnn.pooling applied to their source's trains.
     - charge conservation of every IF neuron (Eq. 2-4, soft reset):
-      V(T) + θ · Σ_t s(t) == Σ_t (I(t) + b).
+      V(T) + θ · Σ_t s(t) == Σ_t (I(t) + b) (not for the NIR neurons: hard reset and leak).
+    - NIR IF/LIF neurons emit at most one spike per step.
     """
     B = len(x)
     trains = dict(res.records["trains"])
@@ -93,7 +94,7 @@ def check_counts(net, x, T, res, seed=None):
 
     direct = seed is None
     for p in net.populations:
-        if p.kind not in ("if", "output"):
+        if p.kind not in ("if", "output") or p.dynamics is not None:
             continue
         charge = np.zeros((B, p.size), np.float64)
         if p.bias is not None:

@@ -15,6 +15,7 @@ import pytest
 from eventsnn.engine.numba_engine import internal_order, scatter_table, to_internal, to_public
 from eventsnn.kernels import neurons, pooling, synapses
 from eventsnn.network import ConvConnection, PoolConnection
+from twins import conv_scatter, gather, window_slots
 
 
 def q8(a):
@@ -107,26 +108,6 @@ def test_count_events_and_spikes_to_events():
 
 # ---------------------------------------------------------------- synapses
 
-def naive_conv_scatter(counts, weight, stride, padding, dst_shape):
-    """Twin: loop over every event and every kernel tap (public (C,H,W) layout)."""
-    B = counts.shape[0]
-    o_n, i_n, kh, kw = weight.shape
-    _, h, w = counts.shape[1:]
-    _, ho, wo = dst_shape
-    out = np.zeros((B,) + tuple(dst_shape), np.float64)
-    for b, ci, y, x in zip(*np.nonzero(counts)):
-        s = counts[b, ci, y, x]
-        for ky in range(kh):
-            for kx in range(kw):
-                ny, nx = y + padding[0] - ky, x + padding[1] - kx
-                if ny % stride[0] or nx % stride[1]:
-                    continue
-                oy, ox = ny // stride[0], nx // stride[1]
-                if 0 <= oy < ho and 0 <= ox < wo:
-                    out[b, :, oy, ox] += s * weight[:, ci, ky, kx]
-    return out
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_conv_image(seed):
     rng = np.random.default_rng(seed)
@@ -155,7 +136,7 @@ def test_conv_image(seed):
     for b in range(B):  # events at one position are consecutive: exercises the grouped path
         syn[b] = synapses.conv_image(ev[0][b], ev[1][b], ev[2][b], ci, w, yp, yo, yt, xp, xo, xt,
                                      kw, co, wo, w_hwio, fan_out, I[b])
-    expected = naive_conv_scatter(counts_pub.reshape(B, ci, h, w), weight, stride, padding,
+    expected = conv_scatter(counts_pub.reshape(B, ci, h, w), weight, stride, padding,
                                   (co, ho, wo)).reshape(B, -1)[:, dst_order]
     np.testing.assert_array_equal(I, expected.astype(np.float32))
     np.testing.assert_array_equal(syn, np.abs(counts_pub) @ conn.fan_out())
@@ -214,28 +195,6 @@ def pool_geometry(rng):
     ho = (h + padding[0] + padding[2] - kernel[0]) // stride[0] + 1
     wo = (w + padding[1] + padding[3] - kernel[1]) // stride[1] + 1
     return (c, h, w), (c, ho, wo), kernel, stride, padding
-
-
-def window_slots(src_shape, dst_shape, kernel, stride, padding):
-    """(N_windows, kh*kw) public source index per window slot, -1 for padded slots."""
-    c, h, w = src_shape
-    _, ho, wo = dst_shape
-    slots = np.full((c, ho, wo, kernel[0] * kernel[1]), -1, np.int64)
-    for ch in range(c):
-        for oy in range(ho):
-            for ox in range(wo):
-                for ky in range(kernel[0]):
-                    for kx in range(kernel[1]):
-                        y, x = oy * stride[0] - padding[0] + ky, ox * stride[1] - padding[1] + kx
-                        if 0 <= y < h and 0 <= x < w:
-                            slots[ch, oy, ox, ky * kernel[1] + kx] = (ch * h + y) * w + x
-    return slots.reshape(-1, kernel[0] * kernel[1])
-
-
-def gather(counts, slots):
-    """counts (B, N_src) -> (B, N_windows, K), padded slots 0."""
-    padded = np.concatenate([counts, np.zeros((len(counts), 1), counts.dtype)], axis=1)
-    return padded[:, np.where(slots < 0, counts.shape[1], slots)]
 
 
 def pool_setup(seed):

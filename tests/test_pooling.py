@@ -6,18 +6,7 @@ from hypothesis import given, settings
 
 from eventsnn.pooling import lipool, maxgate, pool_geometry
 from eventsnn.testing import check_max_recovery, pooling_cases
-
-
-def window_reduce(x, kernel, stride, padding, reduce):
-    """Naive per-window reduction of (T, C, H, W) with zero padding (loop over windows)."""
-    (kh, kw), (sh, sw), (pt, pl, pb, pr), (ho, wo) = pool_geometry(x.shape, kernel, stride, padding)
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    out = np.zeros(x.shape[:2] + (ho, wo), dtype=np.int64)
-    for i in range(ho):
-        for j in range(wo):
-            out[:, :, i, j] = reduce(xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].reshape(
-                x.shape[0], x.shape[1], -1), axis=-1)
-    return out
+from twins import window_reduce
 
 
 @settings(max_examples=200, deadline=None)

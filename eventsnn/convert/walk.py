@@ -361,7 +361,7 @@ def _scale_op(lam, shape, invert=False):
 
 
 def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5, pooling="lipool",
-            channelwise=False, batch_size=100, progress=False):
+            channelwise=False, batch_size=100, progress=False, reset="subtract"):
     """Convert a ReLU ANN into a spiking network of burst IF neurons.
 
     Steps: fold BatchNorm into the preceding Conv/Linear (Eq. 7, :func:`fold_batchnorm`);
@@ -398,6 +398,11 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         Calibration images per ANN forward batch (memory: only needed activations are kept).
     progress : bool
         Show a tqdm progress bar over the calibration images.
+    reset : {"subtract", "zero"}
+        ``"subtract"``: Eq. 2-4. ``"zero"`` (needs ``burst=1``): IF neurons with NIR's hard
+        reset and strict threshold, ``V = 0`` after a spike
+        (:func:`eventsnn.io.nir.hard_reset`); with ``pooling="avg"`` the network is exactly
+        expressible in NIR (``eventsnn.io.nir.NIR_PRESET``).
 
     Returns
     -------
@@ -416,6 +421,10 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         map to spiking stages (names the node and why).
     """
     t0 = time.perf_counter()
+    if reset not in ("subtract", "zero"):
+        raise ValueError(f"reset must be 'subtract' (Eq. 2-4) or 'zero' (NIR's IF), got {reset!r}")
+    if reset == "zero" and burst != 1:
+        raise ValueError(f"reset='zero' fires at most one spike per step; pass burst=1, not {burst!r}")
     x = _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, batch_size)
     folded = fold_batchnorm(graph)
     n_folded = len(graph.nodes) - len(folded.nodes)
@@ -461,4 +470,10 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         "scales": {p.name: np.asarray(p.scale, dtype=np.float64).tolist() for p in pops},
         "convert_seconds": round(time.perf_counter() - t0, 3),
     }
-    return SpikingNetwork(folded.input_shape, populations, connections, meta)
+    net = SpikingNetwork(folded.input_shape, populations, connections, meta)
+    if reset == "zero":
+        from ..io.nir import hard_reset
+
+        return hard_reset(net)
+    return net
+

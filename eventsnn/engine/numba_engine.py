@@ -221,7 +221,12 @@ class NumbaProgram:
             incoming = [j for j, c in enumerate(net.connections) if c.dst == p.name]
             inc_conn += incoming
             inc_ptr.append(len(inc_conn))
-            if p.kind == "if":
+            table[k, S.P_DYN] = -1
+            if p.dynamics is not None:
+                leak, params = p.step_parameters()
+                table[k, S.P_LEAK] = leak
+                table[k, S.P_DYN] = buf.add_float(to_internal(params, p.shape))
+            if p.kind in ("if", "lif"):
                 table[k, S.P_HIST] = n_hist
                 n_hist += p.burst + 1
             elif p.kind == "lipool":
@@ -340,14 +345,14 @@ class NumbaProgram:
                                         for k, p in spiking}
         if "potential" in record:
             records["potential"] = {p.name: to_public(self._slice(V, k), p.shape)
-                                    for k, p in spiking if p.kind == "if"}
+                                    for k, p in spiking if p.kind in ("if", "lif")}
         if "trains" in record:
             records["trains"] = {p.name: np.ascontiguousarray(
                 to_public(self._slice(trains, k), p.shape).transpose(1, 0, 2))
                                  for k, p in spiking}
         burst_hist = {}
         for k, p in spiking:
-            if p.kind == "if":
+            if p.kind in ("if", "lif"):
                 h0 = self.pops[k, S.P_HIST]
                 burst_hist[p.name] = hist[:, h0:h0 + p.burst + 1].sum(axis=0)
         return SimResult(

@@ -14,8 +14,11 @@ see the same input) and the connections' ``to_csr()`` export:
   the LIPool hidden unit ``h_{w,i}`` (Eq. 12) or the max-gate counter ``C_{w,i}`` (Eq. 11):
   events add to it, and the pooling population reads its windows column by column.
 
+Every population is updated by the numpy step functions of :mod:`eventsnn.engine.steps`.
 Arithmetic is float64 (exact for the dyadic test networks, where it agrees bit for bit
-with the numba engine); results are cast to the :class:`SimResult` dtypes.
+with the numba engine), except that the NIR neurons (``"lif"``, and ``"output"`` with
+``dynamics``) keep float32 potentials and round their input ``I + b`` to float32, as the numba
+engine does; results are cast to the :class:`SimResult` dtypes.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from ..network import INPUT, PoolConnection
 from .encoding import (ENCODINGS, direct_currents, direct_macs_per_image, input_connections,
                        poisson_spikes, resolve_seed)
 from .result import SimResult
+from .steps import burst_if_step, integrator_step, lipool_step, maxgate_step, nir_step
 
-SPIKING_KINDS = ("if", "lipool", "maxgate")
+SPIKING_KINDS = ("if", "lipool", "maxgate", "lif")
 
 
 class _Synapses:
@@ -62,7 +66,9 @@ class _State:
     def __init__(self, pop, n_synapses):
         n = pop.size
         self.current = np.zeros(n)                      # I(t), summed within the step
-        self.potential = np.zeros(n)                    # V ("if") or U ("output")
+        # V ("if", "lif") or U ("output"); float32 for the NIR neurons (see module docstring)
+        self.potential = np.zeros(n, np.float32 if pop.dynamics is not None else np.float64)
+        self.params = pop.step_parameters() if pop.dynamics is not None else None
         self.hidden = np.zeros(n_synapses, np.int64)    # lipool h_{w,i} / maxgate C_{w,i}
         self.step_count = np.zeros(n_synapses, np.int64)  # maxgate s_{w,i}(t)
 
@@ -107,9 +113,10 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=(), first
     spikes = {p.name: np.zeros(T, np.int64) for p in spiking}
     events = {p.name: np.zeros(T, np.int64) for p in spiking}
     synops = {s.conn.name: np.zeros(T, np.int64) for s in synapses}
-    burst_hist = {p.name: np.zeros(p.burst + 1, np.int64) for p in pops if p.kind == "if"}
+    neurons = [p for p in pops if p.kind in ("if", "lif")]
+    burst_hist = {p.name: np.zeros(p.burst + 1, np.int64) for p in neurons}
     trains = {p.name: np.zeros((T, B, p.size), np.int64) for p in spiking}
-    potential = {p.name: np.zeros((B, p.size), np.float32) for p in pops if p.kind == "if"}
+    potential = {p.name: np.zeros((B, p.size), np.float32) for p in neurons}
 
     currents = direct_currents(net, x) if direct else None
     in_spikes = None if direct else poisson_spikes(x, T, resolve_seed(seed), first_index).reshape(T, B, -1)
@@ -150,7 +157,7 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=(), first
                 deliver_until((t, k))
                 st = state[p.name]
                 if p.kind == "output":
-                    st.potential += st.current + _bias(p)
+                    _update_neurons(p, st)
                     outputs[t, b] = st.potential
                     continue
                 out = _update_spiking(p, st, pool_in.get(p.name))
@@ -159,13 +166,12 @@ def simulate_reference(net, x, T, encoding="direct", seed=None, record=(), first
                 trains[p.name][t, b] = out
                 spikes[p.name][t] += int(out.sum())
                 events[p.name][t] += int(np.count_nonzero(out))
-                if p.kind == "if":
+                if p.name in burst_hist:
                     burst_hist[p.name] += np.bincount(out[out > 0], minlength=p.burst + 1)
             deliver_until((t + 1,))  # events nobody listens to (populations without targets)
 
-        for p in pops:
-            if p.kind == "if":
-                potential[p.name][b] = state[p.name].potential
+        for p in neurons:
+            potential[p.name][b] = state[p.name].potential
 
     records = {}
     if "trains" in record:
@@ -185,26 +191,21 @@ def _bias(p):
     return 0.0 if p.bias is None else p.bias.reshape(-1).astype(np.float64)
 
 
+def _update_neurons(p, st):
+    """One step of an "if", "lif" or "output" population; returns its spikes (int64) or None."""
+    x = st.current + _bias(p)
+    if p.dynamics is not None:
+        leak, params = st.params
+        return nir_step(st.potential, x.astype(np.float32), params, leak, p.kind == "lif")
+    if p.kind == "output":
+        return integrator_step(st.potential, x)
+    return burst_if_step(st.potential, x, p.threshold, p.burst, p.v_max)
+
+
 def _update_spiking(p, st, pool_syn):
     """One step of a spiking population; returns its spike counts (int64, one per neuron)."""
-    if p.kind == "if":
-        # Eq. 2-4 with bursts (Algorithm 1): V += I + b; s = clip(floor(V/θ), 0, Γ); V -= s·θ.
-        st.potential += st.current + _bias(p)
-        out = np.clip(np.floor(st.potential / p.threshold), 0, p.burst).astype(np.int64)
-        st.potential -= out * p.threshold
-        if p.v_max is not None:  # bounded ReLU: charge above the clamp is dropped
-            np.minimum(st.potential, p.v_max, out=st.potential)
-        return out
-    out = np.zeros(p.size, np.int64)
-    for window, syns in enumerate(pool_syn.windows):
-        if not len(syns):
-            continue  # a window lying entirely in the padding never fires
-        if p.kind == "lipool":
-            # Eq. 12: o_w = max(0, max_i h_{w,i}); every h_{w,i} -= o_w (padding: h = 0 <= o_w).
-            out[window] = max(0, int(st.hidden[syns].max()))
-            st.hidden[syns] -= out[window]
-        else:
-            # Eq. 11: pass s_k(t) of k = argmax_i C_{w,i}(t), first in row-major order on ties.
-            # A padded element (C = 0) can only win when every C is 0, and then s_k(t) = 0 anyway.
-            out[window] = st.step_count[syns[int(np.argmax(st.hidden[syns]))]]
-    return out
+    if p.kind in ("if", "lif"):
+        return _update_neurons(p, st)
+    if p.kind == "lipool":
+        return lipool_step(st.hidden, pool_syn.windows)
+    return maxgate_step(st.hidden, st.step_count, pool_syn.windows)

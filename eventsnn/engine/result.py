@@ -16,9 +16,9 @@ RECORD_KINDS = ("neuron_counts", "potential", "trains")
 ``records[kind][population] -> ndarray``, neurons in the public C-order layout:
 
 - ``"neuron_counts"``: int64 ``(B, N)``, total spikes per neuron over the whole run, for every
-  spiking population (``"if"``, ``"lipool"``, ``"maxgate"``);
+  spiking population (``"if"``, ``"lif"``, ``"lipool"``, ``"maxgate"``);
 - ``"potential"``: float32 ``(B, N)``, membrane potential ``V`` after the last step, for every
-  ``"if"`` population (Eq. 2-4);
+  ``"if"`` (Eq. 2-4) and ``"lif"`` population;
 - ``"trains"``: int64 ``(T, B, N)``, spike count of every neuron at every step, for every
   spiking population (meant for small networks: memory ``8·T·B·N`` bytes).
 """
@@ -55,8 +55,9 @@ class SimResult:
         costing the structural MACs of that connection (``fan_out().sum()``), and reused at
         every step. 0 with Poisson coding.
     burst_hist : dict of str -> ndarray of int64, shape (Γ+1,)
-        Per ``"if"`` population: ``burst_hist[k]`` = number of events of exactly ``k`` spikes
-        over the whole run (index 0 is always 0: silence is not an event).
+        Per ``"if"`` and ``"lif"`` (Γ = 1) population: ``burst_hist[k]`` = number of events
+        of exactly ``k`` spikes over the whole run (index 0 is always 0: silence is not an
+        event).
     n_images : int
         Number of images ``B``.
     records : dict

@@ -1,4 +1,5 @@
-"""Per-image neuron kernels: burst IF neurons (Eq. 2-4, Algorithm 1), output integrator, events."""
+"""Per-image neuron kernels: burst IF neurons (Eq. 2-4, Algorithm 1), NIR IF/LIF/I/LI neurons,
+output integrator, events. Numpy twins: :mod:`eventsnn.engine.steps`."""
 
 import numpy as np
 
@@ -43,14 +44,64 @@ def if_image(V, I, const, theta, gamma, v_max, ev_idx, ev_cnt):
         s = min(max(np.floor(v / theta), zero), g)
         V[n] = min(v - s * theta, v_max)
         ev_cnt[n] = np.int32(s)
-    # pass 2 (branch-free compaction, in place: slot ne <= n is written after n is read)
+    return compact_events(ev_idx, ev_cnt, V.shape[0])
+
+
+@kernel_jit()
+def compact_events(ev_idx, ev_cnt, N):
+    """Turn the dense counts ``ev_cnt[:N]`` into an event list in place; return its length.
+
+    Branch-free, in place: slot ``ne <= n`` is written after ``n`` is read.
+    """
     ne = 0
-    for n in range(V.shape[0]):
+    for n in range(N):
         c = ev_cnt[n]
         ev_idx[ne] = n
         ev_cnt[ne] = c
         ne += c > 0
     return ne
+
+
+@kernel_jit()
+def nir_image(V, I, const, prm, leak, spiking, ev_idx, ev_cnt):
+    """One step of NIR IF / LIF (``spiking``) or I / LI neurons of one image; returns the events.
+
+    ``x = I + const``; with ``leak``: ``V += alpha·((v_leak − V) + r·x)``, else
+    ``V += alpha·(r·x)``; if ``spiking``: ``z = V > v_threshold`` (strict), ``V = v_reset``
+    where ``z`` (at most one spike). ``I`` is cleared. Twin:
+    :func:`eventsnn.engine.steps.nir_step`.
+
+    Parameters
+    ----------
+    V, I, const : float32 (N,)
+        Potentials, this step's synaptic current, constant current (bias + direct input).
+    prm : float32 (5 * N,)
+        ``alpha, r, v_leak, v_threshold, v_reset``, N values each
+        (:meth:`eventsnn.network.Population.step_parameters`).
+    leak, spiking : bool
+    ev_idx, ev_cnt : int32 (N,)
+        Output event list (as :func:`if_image`); untouched when not ``spiking``.
+
+    Returns
+    -------
+    int
+        Number of events (0 when not ``spiking``).
+    """
+    N = V.shape[0]
+    zero = np.float32(0.0)
+    for n in range(N):
+        x = I[n] + const[n]
+        I[n] = zero
+        if leak:
+            v = V[n] + prm[n] * ((prm[2 * N + n] - V[n]) + prm[N + n] * x)
+        else:
+            v = V[n] + prm[n] * (prm[N + n] * x)
+        z = spiking and v > prm[3 * N + n]
+        V[n] = prm[4 * N + n] if z else v
+        ev_cnt[n] = np.int32(z)
+    if not spiking:
+        return 0
+    return compact_events(ev_idx, ev_cnt, N)
 
 
 @kernel_jit()

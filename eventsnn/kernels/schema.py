@@ -19,9 +19,9 @@ state of a worker thread from :data:`WORKER_STATE`, the list of arrays that
 import numpy as np
 
 # ---- population table: kinds and columns --------------------------------------------------
-POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT = 0, 1, 2, 3
+POP_IF, POP_LIPOOL, POP_MAXGATE, POP_OUTPUT, POP_LIF = 0, 1, 2, 3, 4
 POPULATION_KINDS = {"if": POP_IF, "lipool": POP_LIPOOL, "maxgate": POP_MAXGATE,
-                    "output": POP_OUTPUT}
+                    "output": POP_OUTPUT, "lif": POP_LIF}
 POPULATION_COLUMNS = (
     "kind",    # POP_* code
     "off",     # first neuron in the packed state arrays
@@ -31,8 +31,11 @@ POPULATION_COLUMNS = (
     "state",   # offset of the pooling state (LIPool hidden units / max-gate counts)
     "conn",    # incoming pool connection (pooling populations)
     "const",   # offset in the per-image constant currents, or -1 (use the bias)
+    "dyn",     # NIR neurons ("lif", "output" with dynamics): fbuf offset of their 5·N coefficients, or -1
+    "leak",    # NIR neurons: 1 when the model leaks (LIF / LI), else 0
 )
-P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST = range(len(POPULATION_COLUMNS))
+P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_DYN, P_LEAK = range(
+    len(POPULATION_COLUMNS))
 P_NPARAM = len(POPULATION_COLUMNS)
 
 # ---- connection table: kinds, common columns, kind-specific columns -------------------------

@@ -21,14 +21,15 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from .caching import kernel_jit
-from .neurons import burst_stats, count_events, if_image, output_image, spikes_to_events
+from .neurons import (burst_stats, count_events, if_image, nir_image, output_image,
+                      spikes_to_events)
 from .pooling import lipool_image, maxgate_image
 from .schema import (C_ACTIVE, C_FANOUT, C_FLOAT, C_KIND, C_SRC, CONN_CONV, CONN_CSR,
                      CONN_DENSE, CV_C_IN, CV_C_OUT, CV_H_OUT, CV_KH, CV_KW, CV_PL, CV_PT,
                      CV_SH, CV_SW, CV_W_IN, CV_W_OUT, DN_N_DST, P_CONN, P_CONST, P_GAMMA,
-                     P_HIST, P_KIND, P_N, P_OFF, P_STATE, PL_C, PL_H_IN, PL_KH, PL_KW, PL_PL,
+                     P_DYN, P_HIST, P_KIND, P_LEAK, P_N, P_OFF, P_STATE, PL_C, PL_H_IN, PL_KH, PL_KW, PL_PL,
                      PL_PT, PL_SH, PL_SW, PL_W_IN, PL_W_OUT, PL_X_OUT, PL_X_PTR, PL_X_TAP,
-                     PL_Y_OUT, PL_Y_PTR, PL_Y_TAP, POP_IF, POP_LIPOOL, POP_OUTPUT, SP_INDICES,
+                     PL_Y_OUT, PL_Y_PTR, PL_Y_TAP, POP_IF, POP_LIF, POP_LIPOOL, POP_OUTPUT, SP_INDICES,
                      SP_INDPTR)
 from .synapses import conv_rows_image, csr_image, dense_image, identity_image
 
@@ -102,7 +103,7 @@ def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibu
             kind = pops[p, P_KIND]
             off = pops[p, P_OFF]
             n = pops[p, P_N]
-            if kind == POP_IF or kind == POP_OUTPUT:
+            if kind == POP_IF or kind == POP_OUTPUT or kind == POP_LIF:
                 Ib = I[off:off + n]
                 for k in range(inc_ptr[p], inc_ptr[p + 1]):
                     c = inc_conn[k]
@@ -114,16 +115,22 @@ def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibu
                                               fbuf, ibuf, Ib)
                 co = pops[p, P_CONST]
                 cst = const[b, co:co + n] if co >= 0 else bias[off:off + n]
+                dyn = pops[p, P_DYN]
                 if kind == POP_IF:
                     ne = if_image(V[off:off + n], Ib, cst, theta[p], pops[p, P_GAMMA], v_max[p],
                                   ev_idx[off:off + n], ev_cnt[off:off + n])
-                    h0 = pops[p, P_HIST]
-                    spikes[b, t, p] = burst_stats(ev_cnt[off:], ne,
-                                                  hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
+                elif dyn >= 0:
+                    ne = nir_image(V[off:off + n], Ib, cst, fbuf[dyn:dyn + 5 * n],
+                                   pops[p, P_LEAK] != 0, kind == POP_LIF,
+                                   ev_idx[off:off + n], ev_cnt[off:off + n])
                 else:
                     output_image(V[off:off + n], Ib, cst)
+                if kind == POP_OUTPUT:
                     outputs[b, t, :] = V[off:off + n]
                     continue
+                h0 = pops[p, P_HIST]
+                spikes[b, t, p] = burst_stats(ev_cnt[off:], ne,
+                                              hist[b, h0:h0 + pops[p, P_GAMMA] + 1])
             else:
                 c = pops[p, P_CONN]
                 s = conns[c, C_SRC]

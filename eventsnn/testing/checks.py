@@ -116,7 +116,7 @@ def check_burst_bounds(net, result):
 
     From the per-neuron trains (``record=("trains", ...)``): spikes and events per step are
     the sums and the non-zero counts of the trains, ``neuron_counts`` (when recorded) their
-    sums over steps; every burst of an ``"if"`` population is at most its Γ and its
+    sums over steps; every burst of an ``"if"`` (or NIR ``"lif"``, Γ = 1) population is at most its Γ and its
     ``burst_hist`` is the histogram of the non-zero trains.
 
     Raises
@@ -135,7 +135,7 @@ def check_burst_bounds(net, result):
             np.testing.assert_array_equal(result.records["neuron_counts"][p.name], tr.sum(axis=0),
                                           err_msg=p.name)
         assert tr.min(initial=0) >= 0, p.name
-        if p.kind == "if":
+        if p.kind in ("if", "lif"):
             assert tr.max(initial=0) <= p.burst, (p.name, int(tr.max()), p.burst)
             np.testing.assert_array_equal(
                 result.burst_hist[p.name], np.bincount(tr[tr > 0], minlength=p.burst + 1),

@@ -10,7 +10,9 @@ currents (products of two multiples of 2^-8) stay exact over ``T <= MAX_T`` step
 Networks contain: conv (random kernel, stride, asymmetric padding), dense and csr connections
 (csr with explicit zero synapses), identity residual adds (a population with two incoming
 connections), lipool and maxgate pooling with random (also overlapping, padded) geometry,
-dead-end populations, direct input into a later population, and the output integrator.
+dead-end populations, direct input into a later population, and the output integrator; a
+quarter of the neuron populations are NIR IF/LIF neurons (hard reset) and a quarter of the
+outputs NIR I/LI nodes, with dyadic parameters and ``dt/tau`` in {1, 1/2, 1/4}.
 
 Needs Hypothesis (``pip install eventsnn[test]``); see :mod:`eventsnn.testing` for an example.
 """
@@ -64,6 +66,21 @@ def dyadic(rng, shape, lo, hi):
     return (rng.integers(lo, hi + 1, size=shape) * Q).astype(np.float32)
 
 
+def nir_dynamics(draw, rng, shape):
+    """``dt``, ``r`` and, half of the time, a leak (``tau``, ``v_leak``) of an NIR neuron.
+
+    ``dt/tau`` is 1, 1/2 or 1/4 and ``r``, ``v_leak`` are dyadic, so the coefficients
+    ``alpha = dt/tau`` are exact in float32; both engines and the dense twin then run the same
+    float32 operations on exactly representable currents and agree bit for bit.
+    """
+    dt = draw(st.sampled_from([1.0, 0.5]))
+    out = {"dt": dt, "r": rng.choice([0.5, 1.0, 2.0], size=shape)}
+    if draw(st.booleans()):
+        out["tau"] = dt * rng.choice([1.0, 2.0, 4.0], size=shape)
+        out["v_leak"] = dyadic(rng, shape, -64, 64)
+    return out
+
+
 class _Builder:
     """Accumulates populations and connections while a network is drawn."""
 
@@ -79,12 +96,19 @@ class _Builder:
 
     def add_if(self, shape):
         name = f"p{len(self.pops)}"
-        self.pops.append(Population(
-            name, shape, "if",
-            threshold=self.draw(st.sampled_from(THRESHOLDS)),
-            burst=self.draw(st.integers(1, 5)),
-            bias=None if self.draw(st.booleans()) else dyadic(self.rng, shape, -64, 256),
-        ))
+        bias = None if self.draw(st.booleans()) else dyadic(self.rng, shape, -64, 256)
+        if self.draw(st.integers(0, 3)) == 0:  # an NIR IF / LIF neuron (hard reset)
+            self.pops.append(Population(name, shape, "lif", bias=bias, dynamics={
+                **nir_dynamics(self.draw, self.rng, shape),
+                "v_threshold": self.rng.choice(THRESHOLDS, size=shape),
+                "v_reset": dyadic(self.rng, shape, -64, 64)}))
+        else:
+            self.pops.append(Population(
+                name, shape, "if",
+                threshold=self.draw(st.sampled_from(THRESHOLDS)),
+                burst=self.draw(st.integers(1, 5)),
+                bias=bias,
+            ))
         self.shapes[name] = tuple(shape)
         return name
 
@@ -200,7 +224,8 @@ def spiking_networks(draw, max_blocks=3):
     if draw(st.integers(0, 4)) == 0:  # a dead-end population: spikes that nobody receives
         b.dense(draw(st.sampled_from(spiking)), n=3)
     n_out = draw(st.integers(2, 4))
-    b.pops.append(Population("out", (n_out,), "output",
+    out_dynamics = nir_dynamics(draw, rng, (n_out,)) if draw(st.integers(0, 3)) == 0 else None
+    b.pops.append(Population("out", (n_out,), "output", dynamics=out_dynamics,
                              bias=None if draw(st.booleans()) else dyadic(rng, (n_out,), -64, 64)))
     b.shapes["out"] = (n_out,)
     b.dense(tip, dst="out")
