@@ -37,9 +37,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import (RESULTS, _raw_cifar, default_cifar, machine_info, machine_md,  # noqa: E402
+from common import (RESULTS, SHARED, _raw_cifar, default_cifar, machine_info, machine_md,  # noqa: E402
                     md_table, write_json)
+import keras_ref  # noqa: E402
 import zoo_models  # noqa: E402
+
+MNIST = SHARED / "data" / "mnist"
 
 T_REPORT = (16, 32, 64)
 
@@ -51,16 +54,63 @@ def rel_error(out, ref):
     return float(np.abs(np.asarray(out, np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
 
 
-def cifar_subsets(entry, n_test, n_calib, seed):
-    """Class-balanced CIFAR-10 test/calibration images normalised for ``entry``."""
-    from eventsnn.datasets import Normalization, subset_indices
+def data_source(dataset):
+    """Where the images of ``dataset`` ("cifar10" or "mnist") are read from."""
+    return default_cifar() if dataset == "cifar10" else MNIST
 
-    raw = _raw_cifar(default_cifar())
+
+def subsets(entry, n_test, n_calib, seed):
+    """Class-balanced test/calibration images of the entry's data set, prepared for it."""
+    from eventsnn.datasets import Normalization, read_raw, subset_indices
+
+    if entry.dataset == "cifar10":
+        raw = _raw_cifar(data_source("cifar10"))
+    else:
+        raw = {s: read_raw(data_source(entry.dataset), s)[:2] for s in ("train", "test")}
     (xt, yt), (xc, yc) = raw["test"], raw["train"]
     norm = Normalization(entry.mean, entry.std)
+
+    def prep(x):
+        x = norm.apply(x)
+        return np.floor(x) if entry.prep == "floor" else x
+
     it = subset_indices(yt, n_test, seed)
     ic = subset_indices(yc, n_calib, seed + 1)
-    return norm.apply(xt[it]), np.asarray(yt[it], np.int64), norm.apply(xc[ic])
+    return prep(xt[it]), np.asarray(yt[it], np.int64), prep(xc[ic])
+
+
+def softmax(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def agreement(out, ref, against):
+    return {"against": against, "rel_error": rel_error(out, ref),
+            "argmax_agree": float((np.argmax(out, 1) == np.argmax(ref, 1)).mean()),
+            "images": len(ref)}
+
+
+def source_checks(name, x, directory):
+    """Compare the torch module with the model as its authors saved it, on ``x``.
+
+    Keras models: the graph and weights stored in the ``.h5`` evaluated by ``keras_ref`` (and,
+    where the authors exported one, their float TFLite file, which also checks ``keras_ref``);
+    compared as softmax probabilities with the torch module as trained (NNoM: with its
+    rounding). Torch checkpoints are their own source: an empty list.
+    """
+    e = zoo_models.entry(name)
+    if not e.framework.startswith("Keras"):
+        return []
+    as_trained = zoo_models.load_model(name, directory, quantised=True)
+    probs = softmax(torch_forward(as_trained, x))
+    keras = keras_ref.keras_forward(zoo_models.weight_path(name, directory), x.transpose(0, 2, 3, 1))
+    checks = [agreement(probs, keras, "the .h5 graph and weights (keras_ref, NumPy)")]
+    tfl = zoo_models.tflite_outputs(name, x, directory)
+    if tfl is not None:
+        checks.append(agreement(probs, tfl, "the authors' float TFLite export"))
+        checks.append(agreement(keras, tfl, "(keras_ref itself) the TFLite export"))
+    return checks
 
 
 def torch_forward(module, x, batch=250):
@@ -97,7 +147,7 @@ def onnx_import(module, x_example):
 
 
 def run_model(name, args, log=print):
-    """Everything for one zoo model; returns its result dict (``error`` set on a refusal)."""
+    """Everything for one zoo model; returns its result dict (``errors``: refusals by stage)."""
     import torch
 
     from eventsnn.analysis import firing_rates
@@ -111,49 +161,55 @@ def run_model(name, args, log=print):
            "commit": e.commit, "files": {k: {"path": p, "sha256": zoo_models.sha256(
                zoo_models.zoo_dir(args.zoo_dir) / k)} for k, (p, _) in e.files.items()},
            "licence": e.licence, "framework": e.framework, "features": list(e.features),
-           "normalization": {"mean": e.mean, "std": e.std}, "reported": e.reported}
+           "dataset": e.dataset, "normalization": {"mean": e.mean, "std": e.std, "prep": e.prep},
+           "reported": e.reported, "notes": e.notes}
     torch.set_num_threads(max(1, args.threads))
     module = zoo_models.load_model(name, args.zoo_dir)
-    x, y, x_calib = cifar_subsets(e, args.n, args.calib, args.seed)
+    x, y, x_calib = subsets(e, args.n, args.calib, args.seed)
     ref = torch_forward(module, x)
     rec["ann_accuracy"] = float((ref.argmax(1) == y).mean())
     log(f"{name}: ANN (torch) {100 * rec['ann_accuracy']:.2f} % on {len(y)} images")
-    src = zoo_models.source_outputs(name, x[:args.check_n], args.zoo_dir)
-    if src is not None:  # the TFLite export ends in the Keras softmax
-        probs = torch.softmax(torch.from_numpy(ref[:args.check_n]), 1).numpy()
-        rec["source_check"] = {"against": "authors' float TFLite export (softmax outputs)",
-                               "rel_error": rel_error(probs, src),
-                               "argmax_agree": float((probs.argmax(1) == src.argmax(1)).mean()),
-                               "images": int(args.check_n)}
-    else:
-        rec["source_check"] = {"against": "torch (the checkpoint's own framework)"}
-    stage = "from_torch"
+    rec["source_checks"] = source_checks(name, x[:args.check_n], args.zoo_dir)
+    if e.builder == "nnom_densenet":  # the rounding the float network drops
+        trained = torch_forward(zoo_models.load_model(name, args.zoo_dir, quantised=True), x)
+        rec["ann_accuracy_as_trained"] = float((trained.argmax(1) == y).mean())
+    REFUSED = (ValueError, TypeError, NotImplementedError, RuntimeError)
+    graphs, rec["errors"] = {}, {}
     try:
-        graph = from_torch(module, x[:8])
-        rec["from_torch_rel_error"] = rel_error(graph.forward(x), ref)
-        stage = "onnx export + load_onnx"
-        g_onnx, ort_out = onnx_import(module, x[:args.check_n])
-        rec["onnx_rel_error"] = rel_error(g_onnx.forward(x), ref)
+        graphs["torch"] = from_torch(module, x[:8])
+        rec["from_torch_rel_error"] = rel_error(graphs["torch"].forward(x), ref)
+    except REFUSED as err:
+        rec["errors"]["from_torch"] = f"{type(err).__name__}: {err}"
+    try:
+        graphs["onnx"], ort_out = onnx_import(module, x[:args.check_n])
+        rec["onnx_rel_error"] = rel_error(graphs["onnx"].forward(x), ref)
         if ort_out is not None:
             rec["onnxruntime_rel_error"] = rel_error(ort_out, ref[:args.check_n])
-        rec["graph"] = {"nodes": len(graph.nodes), "macs": int(sum(graph.macs().values())),
-                        "ops": sorted({n.op for n in graph.nodes})}
-        log(f"  import rel. error: from_torch {rec['from_torch_rel_error']:.2e}, "
-            f"ONNX {rec['onnx_rel_error']:.2e}")
-        stage = "convert"
+    except REFUSED as err:
+        rec["errors"]["load_onnx"] = f"{type(err).__name__}: {err}"
+    for stage, msg in rec["errors"].items():
+        log(f"  refused by {stage}: {msg[:300]}")
+        if args.verbose:
+            traceback.print_exc()
+    if not graphs:
+        return rec
+    rec["converted_from"] = next(iter(graphs))  # the from_torch graph where both exist
+    graph = graphs[rec["converted_from"]]
+    rec["graph"] = {"nodes": len(graph.nodes), "macs": int(sum(graph.macs().values())),
+                    "ops": sorted({n.op for n in graph.nodes})}
+    log("  import rel. error: " + ", ".join(f"{k} {rec[k]:.2e}" for k in
+                                             ("from_torch_rel_error", "onnx_rel_error") if k in rec))
+    try:
         t0 = time.perf_counter()
         net = convert(graph, x_calib)
         rec["convert_s"] = time.perf_counter() - t0
-        stage = "simulate"
-        t0 = time.perf_counter()
-        result = simulate(net, x, args.T, engine="numba", progress=False)
-        rec["simulate_s"] = time.perf_counter() - t0
-    except (ValueError, TypeError, NotImplementedError, RuntimeError) as err:
-        rec["error"] = f"{stage}: {type(err).__name__}: {err}"
-        log(f"  refused at {stage}: {err}")
-        if args.verbose:
-            traceback.print_exc()
+    except REFUSED as err:
+        rec["errors"]["convert"] = f"{type(err).__name__}: {err}"
+        log(f"  refused by convert: {err}")
         return rec
+    t0 = time.perf_counter()
+    result = simulate(net, x, args.T, engine="numba", progress=False)
+    rec["simulate_s"] = time.perf_counter() - t0
     acc = result.accuracy(y)
     model = get_energy_model("45nm-fp32")  # 4.6 pJ/MAC, 0.9 pJ/AC
     rec["snn"] = {str(t): {"accuracy": float(acc[t - 1]),
@@ -185,24 +241,27 @@ def markdown(results, meta):
             f"{r['mean_firing_rate']:.4f}" if "mean_firing_rate" in r else "—",
             *(f"{100 * snn[str(t)]['energy_ratio']:.1f} %" if str(t) in snn else "—"
               for t in T_REPORT),
-            (f"{r['from_torch_rel_error']:.1e} / {r['onnx_rel_error']:.1e}"
-             if "onnx_rel_error" in r else "—")])
+            " / ".join(f"{r[k]:.1e}" if k in r else "refused"
+                       for k in ("from_torch_rel_error", "onnx_rel_error"))])
     header = ["model", "licence", "structure", "ANN %", "SNN T=16", "SNN T=32", "SNN T=64",
               "ANN−SNN T=64 (pt)", "firing rate", "E ratio T=16", "E ratio T=32",
               "E ratio T=64", "import rel. err. torch / ONNX"]
     lines = ["# Model zoo: pretrained third-party CNNs converted with the defaults", "",
              meta["data"], "", md_table(header, rows), ""]
     for r in results:
-        sc = r["source_check"]
-        line = f"- **{r['model']}** ({r['title']}): {r['repo']}@{r['commit'][:10]}, " \
-               f"{r['framework']}; published accuracy {r['reported']}."
-        if "rel_error" in sc:
-            line += (f" Check against the {sc['against']}: rel. error {sc['rel_error']:.1e}, "
-                     f"argmax agrees on {100 * sc['argmax_agree']:.0f} % of {sc['images']} images.")
+        line = f"- **{r['model']}** ({r['title']}, {r['dataset']}): {r['repo']}@" \
+               f"{r['commit'][:10]}, {r['framework']}; published accuracy {r['reported']}."
+        for sc in r["source_checks"]:
+            line += (f" Torch vs {sc['against']}: rel. error {sc['rel_error']:.1e}, argmax "
+                     f"agrees on {100 * sc['argmax_agree']:.0f} % of {sc['images']} images.")
+        if "ann_accuracy_as_trained" in r:
+            line += (f" As trained (with rounding): {pct(r['ann_accuracy_as_trained'])} %; "
+                     f"{r['notes']}")
         if "onnxruntime_rel_error" in r:
             line += f" onnxruntime vs torch: {r['onnxruntime_rel_error']:.1e}."
-        if "error" in r:
-            line += f" **Refused** — {r['error']}"
+        for stage, msg in r.get("errors", {}).items():
+            short = msg if len(msg) <= 240 else msg[:240] + " …"
+            line += f" **Refused by {stage}** — {short}"
         lines.append(line)
     lines += ["", meta["settings"], "", meta["machine"], ""]
     return "\n".join(lines)
@@ -228,10 +287,11 @@ def main(argv=None):
         print(f"no zoo model found in {zoo_models.zoo_dir(args.zoo_dir)}; see "
               "benchmarks/zoo_fetch.md")
         return 1
-    meta = {"data": (f"CIFAR-10 ({default_cifar().name}): {args.n} test images, class-balanced "
-                     f"seeded subset (seed {args.seed}), calibration on {args.calib} "
-                     f"class-balanced training images (seed {args.seed + 1}); each model with "
-                     "its own input normalisation. ANN and SNN measured on the same images."),
+    meta = {"data": (f"CIFAR-10 ({default_cifar().name}) or MNIST (IDX): {args.n} test images, "
+                     f"class-balanced seeded subset (seed {args.seed}), calibration on "
+                     f"{args.calib} class-balanced training images (seed {args.seed + 1}); each "
+                     "model with its own input preparation. ANN and SNN measured on the same "
+                     "images."),
             "settings": (f"`eventsnn.convert` defaults (burst-percentile p=99.9, Γ=5, LIPool), "
                          f"numba engine, direct input, T up to {args.T}; E ratio = E_SNN/E_ANN "
                          "at 4.6 pJ/MAC and 0.9 pJ/AC. Import rel. error = max |graph − torch| "

@@ -32,8 +32,10 @@ class ZooEntry:
     """One pretrained model: provenance, licence, input normalisation and how to build it.
 
     ``mean``/``std`` are in units of the [0, 1]-scaled image (``x' = (x/255 - mean)/std``);
-    ``std = 1/255`` with ``mean = 0`` means raw 0-255 pixel values. ``files`` maps the name in
-    the zoo directory to ``(path in the repository, sha256)``.
+    ``std = 1/255`` with ``mean = 0`` means raw 0-255 pixel values; ``prep = "floor"`` floors
+    the normalised values (integer inputs, e.g. ``floor(x/2)``). ``dataset`` is ``"cifar10"`` or
+    ``"mnist"``. ``files`` maps the name in the zoo directory to ``(path in the repository,
+    sha256)``.
     """
 
     name: str
@@ -48,6 +50,8 @@ class ZooEntry:
     std: tuple
     reported: str
     builder: str
+    dataset: str = "cifar10"
+    prep: str = "normalize"
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -95,6 +99,40 @@ ZOO = {
         extra={"depth": 32},
     ),
 }
+
+NNOM_COMMIT = "9edbc8569d8b966ff7e0e4035f518180f2c7ef55"
+NNOM_NOTES = ("Trained with NNoM's fake_clip after every conv/dense: TF fake_quant_with_min_max_vars"
+              " on [-128, 127] with 8 bits, i.e. clip then round to integers. The zoo converts the"
+              " float network it approximates: clip kept (ReLU then clip = ReLU clipped at 127),"
+              " rounding dropped; clips after the global pool are no-ops (inputs already in"
+              " [0, 127]) and the clip + softmax on the logits is dropped (argmax unchanged unless"
+              " two logits exceed 127).")
+
+
+def _nnom_entry(name, fname, path, digest, head, first_kernel):
+    return ZooEntry(
+        name=name,
+        title=f"NNoM MNIST DenseNet ({first_kernel}x{first_kernel} stem, global {head} pooling)",
+        repo="majianjia/nnom", commit=NNOM_COMMIT, files={fname: (path, digest)},
+        licence="Apache-2.0 (repository; the example's training script is marked LGPL-3.0)",
+        framework="Keras 2.2.4 (TensorFlow), HDF5",
+        features=("Keras-made", "DenseNet channel concatenation (up to 5 inputs)",
+                  "bounded ReLU clip(0, 127)", "max pooling 'same'",
+                  f"global {head} pooling", "integer 0-127 input"),
+        mean=(0.0,), std=(2.0 / 255.0,), prep="floor",
+        reported="about 99 % (MNIST; the repository states no figure for this file)",
+        builder="nnom_densenet", dataset="mnist", notes=NNOM_NOTES,
+        extra={"head": head, "first_kernel": first_kernel})
+
+
+ZOO["nnom_densenet_avg"] = _nnom_entry(
+    "nnom_densenet_avg", "nnom_densenet_avg.h5",
+    "examples/mnist-densenet/model/keras_cifar10_model.h5/keras_cifar10_model.h5",
+    "3956dc3c3b7a9c4e9d45acd36e584bf026d50fac93ccb0176929e608f576790d", "average", 3)
+ZOO["nnom_densenet_max"] = _nnom_entry(
+    "nnom_densenet_max", "nnom_densenet_max.h5",
+    "examples/mnist-densenet/model/keras_mnist_model.h5/keras_mnist_model.h5",
+    "76af98fb4dcc32353275367b4ba6e7d70577fba5a3d15590b62cf8c2946ab25a", "max", 7)
 
 
 def zoo_dir(path=None):
@@ -259,6 +297,59 @@ def resnet8():
     return ResNet8()
 
 
+def nnom_densenet(first_kernel=3, head="average", quantised=False):
+    """The MNIST DenseNet of the NNoM examples (Huang et al. 2017 dense blocks, 28x28x1 input).
+
+    Stem: conv ``first_kernel`` x ``first_kernel`` (16) and 2x2 max pooling; dense block 1: four
+    3x3 convs of 12 channels, each reading the concatenation of the block input and all earlier
+    outputs, block output = concatenation of all five; transition: 1x1 conv (48) and 2x2 max
+    pooling; dense block 2 with 24 channels; global ``head`` (average or max) pooling over 7x7;
+    dense 128 and dense 10. Every conv/dense but the last is followed by the activation
+    ``min(ReLU(x), 127)`` (NNoM's fake clip to [-128, 127] then ReLU). With ``quantised=True``
+    every fake clip also rounds to integers (half up, as TensorFlow), after the global pool and
+    on the logits too: the network as trained and saved. Returns logits (the softmax is dropped;
+    in the float network, ``quantised=False``, so is the clip of the logits, see
+    ``NNOM_NOTES``). Module names are the Keras layer names (``conv2d_1`` ... ``dense_2``).
+    """
+    torch, nn, F = _torch()
+
+    def quant(x):  # NNoM's fake clip: TF fake quantisation on [-128, 127], 8 bits
+        return torch.floor(torch.clamp(x, -128.0, 127.0) + 0.5) if quantised else x
+
+    def act(x):
+        return F.hardtanh(quant(x), 0.0, 127.0)
+
+    class DenseNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # (in, out, kernel) of conv2d_1 .. conv2d_10: stem, block 1 (12 per layer on 16
+            # input channels), 1x1 transition to 48, block 2 (24 per layer)
+            convs = [(1, 16, first_kernel), (16, 12, 3), (28, 12, 3), (40, 12, 3), (52, 12, 3),
+                     (64, 48, 1), (48, 24, 3), (72, 24, 3), (96, 24, 3), (120, 24, 3)]
+            for i, (cin, cout, k) in enumerate(convs):
+                setattr(self, f"conv2d_{i + 1}", nn.Conv2d(cin, cout, k, padding=k // 2))
+            self.dense_1 = nn.Linear(144, 128)
+            self.dense_2 = nn.Linear(128, 10)
+
+        def conv(self, i, x):
+            return act(getattr(self, f"conv2d_{i}")(x))
+
+        def block(self, x, first):
+            parts = [x, self.conv(first, x)]
+            for i in range(first + 1, first + 4):
+                parts.append(self.conv(i, torch.cat(parts, 1)))
+            return torch.cat(parts, 1)
+
+        def forward(self, x):
+            x = F.max_pool2d(self.conv(1, x), 2)
+            x = F.max_pool2d(self.conv(6, self.block(x, 2)), 2)
+            x = self.block(x, 7)
+            x = quant(F.avg_pool2d(x, 7) if head == "average" else F.max_pool2d(x, 7))
+            return quant(self.dense_2(act(self.dense_1(x.flatten(1)))))
+
+    return DenseNet()
+
+
 def _keras_name(base, i):
     return base if i == 0 else f"{base}_{i}"
 
@@ -316,33 +407,35 @@ def _load_keras_h5(module, path):
     return module
 
 
-def load_model(name, directory=None):
+def load_model(name, directory=None, quantised=False):
     """The pretrained model ``name`` as an eval-mode ``torch.nn.Module`` (weights from the zoo
-    directory, sha256-checked)."""
+    directory, sha256-checked). ``quantised`` applies to the NNoM models only: keep the
+    training-time rounding of activations (not convertible; used to measure its effect)."""
     e = entry(name)
     path = weight_path(name, directory)
     if e.builder == "cifar_resnet":
         return _load_torch_checkpoint(cifar_resnet(e.extra["depth"]), path).eval()
     if e.builder == "resnet8":
         return _load_keras_h5(resnet8(), path).eval()
+    if e.builder == "nnom_densenet":
+        module = nnom_densenet(e.extra["first_kernel"], e.extra["head"], quantised=quantised)
+        return _load_keras_h5(module, path).eval()
     raise ValueError(f"zoo entry {name!r} has an unknown builder {e.builder!r}")
 
 
-def source_outputs(name, x, directory=None):
-    """Outputs of model ``name`` computed by its source framework on ``x`` (NCHW float32).
-
-    For the Keras model: the authors' float TFLite export of the same network (run with
-    ``ai-edge-litert``; it returns softmax probabilities, NHWC input). For torch checkpoints
-    the source framework is torch itself: None (the import check compares with torch).
-    """
+def tflite_outputs(name, x, directory=None):
+    """Outputs of the authors' float TFLite export of model ``name`` on NCHW float32 ``x``
+    (run with ``ai-edge-litert``; NHWC inside, softmax probabilities out), or None when the
+    entry has no ``.tflite`` file."""
     e = entry(name)
-    if e.builder != "resnet8":
+    index = [i for i, f in enumerate(e.files) if f.endswith(".tflite")]
+    if not index:
         return None
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(weight_path(name, directory, index=1)))
+    interp = Interpreter(model_path=str(weight_path(name, directory, index=index[0])))
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    interp.resize_tensor_input(inp["index"], (len(x), 32, 32, 3))
+    interp.resize_tensor_input(inp["index"], (len(x),) + tuple(x.shape[2:]) + (x.shape[1],))
     interp.allocate_tensors()
     interp.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1), np.float32))
     interp.invoke()
