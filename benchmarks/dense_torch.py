@@ -144,6 +144,8 @@ class DenseTorchSNN:
                     v -= s
                 else:
                     v.sub_(s, alpha=theta)
+                if p.v_max is not None:  # bounded ReLU
+                    v.clamp_(max=p.v_max)
                 spikes[p.name] = s
         return outputs
 

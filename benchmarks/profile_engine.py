@@ -86,10 +86,10 @@ def profile(net, x, T, log=print):
         V, I = np.zeros(n, np.float32), np.zeros(n, np.float32)
         const = np.full(n, 0.2, np.float32)
         ei, ec = np.zeros(n, np.int32), np.zeros(n, np.int32)
-        if_image(V, I, const, np.float32(p.threshold), p.burst, ei, ec)
+        if_image(V, I, const, np.float32(p.threshold), p.burst, np.float32(np.inf), ei, ec)
         t0 = time.process_time()
         for _ in range(T * B):
-            if_image(V, I, const, np.float32(p.threshold), p.burst, ei, ec)
+            if_image(V, I, const, np.float32(p.threshold), p.burst, np.float32(np.inf), ei, ec)
         if_rows.append({"population": p.name, "neurons": n,
                         "s_per_image": (time.process_time() - t0) / B})
     syn = sum(r["landed_s_per_image"] for r in rows)

@@ -44,14 +44,14 @@ import numpy as np
 from .calibrate import NORMS, collect_scales
 from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
-from .graph import OPS, Graph, bn_scale_shift, maxpool2d
+from .graph import OPS, Graph, bn_scale_shift, conv_geometry, maxpool2d
 from .network import INPUT, PoolConnection, Population, SpikingNetwork
 
 __all__ = ["convert", "analog_forward", "ann_activations", "fold_batchnorm", "NORMS", "POOLINGS"]
 
 POOLINGS = ("lipool", "maxgate", "avg")
 _LINEAR_OPS = ("conv", "linear", "batchnorm", "avgpool", "global_avgpool", "flatten", "reshape",
-               "pad", "slice", "identity")
+               "pad", "slice", "identity", "transpose", "adaptive_avgpool")
 
 
 @dataclass
@@ -71,6 +71,7 @@ class _Pop:
     ann_relu: bool = False
     expr: _Expr | None = None     # input of "if" / "output"
     pool: dict | None = None      # for "lipool" / "maxgate"
+    clip: float | None = None     # upper bound of a bounded ReLU (ANN units), "if" only
     scale: np.ndarray = field(default_factory=lambda: np.asarray(1.0))
 
 
@@ -106,11 +107,32 @@ class _Walker:
         return self.g.shape_of(name)
 
     def _expr(self, name):
-        kind, v = self.values[name]
+        return self._as_expr(self.values[name])
+
+    def _as_expr(self, value):
+        kind, v = value
         if kind == "expr":
             return v
+        if kind == "cat":
+            return self._cat_expr(v)
         shape = self.pops[v].shape
         return _Expr([(v, ())], np.zeros(shape, dtype=np.float32))
+
+    def _cat_expr(self, cat):
+        """A concatenation as one expression: part k is zero-padded along the axis into place."""
+        name, axis, parts = cat
+        shape = self._shape(name)
+        nd, offset, terms, biases = len(shape), 0, [], []
+        for k, part in enumerate(parts):
+            e = self._as_expr(part)
+            n = e.bias.shape[axis]
+            pads = [0] * (2 * nd)
+            pads[axis], pads[nd + axis] = offset, shape[axis] - offset - n
+            place = Structural(structural_node(f"{name}/place{k}", "pad", (), {"pads": pads}, shape), e.bias.shape)
+            terms += [(src, chain + (place,)) for src, chain in e.terms]
+            biases.append(e.bias)
+            offset += n
+        return _Expr(terms, np.ascontiguousarray(np.concatenate(biases, axis=axis), dtype=np.float32))
 
     def _add_pop(self, pop):
         self.pops[pop.name] = pop
@@ -143,22 +165,24 @@ class _Walker:
             exprs = [self._expr(i) for i in node.inputs]
             bias = np.sum([e.bias for e in exprs], axis=0, dtype=np.float32)
             return ("expr", _Expr([t for e in exprs for t in e.terms], bias))
-        if op == "relu":
+        if op == "concat":
+            return ("cat", (node.name, node.attrs["axis"], [self.values[i] for i in node.inputs]))
+        if op in ("relu", "clip"):
             return self._relu(node)
         if op == "maxpool":
             return self._maxpool(node)
-        raise self._fail(node, f"op {op!r} is neither linear nor a ReLU/MaxPool; "
-                               f"the converter handles {sorted(_LINEAR_OPS + ('add', 'relu', 'maxpool'))}")
+        raise self._fail(node, f"op {op!r} is neither linear nor a ReLU/MaxPool; the converter handles "
+                               f"{sorted(_LINEAR_OPS + ('add', 'concat', 'relu', 'clip', 'maxpool'))}")
 
     def _linear(self, node):
         (src,) = node.inputs
         kind, v = self.values[src]
-        if node.op == "identity" and kind == "pop":
+        if node.op == "identity" and kind in ("pop", "cat"):
             return (kind, v)
         in_shape = self._shape(src)
         if node.op == "conv":
             lin = Conv(node.params["weight"], node.attrs["stride"], node.attrs["padding"],
-                       in_shape, node.shape)
+                       in_shape, node.shape, *conv_geometry(node.attrs))
         elif node.op == "linear":
             lin = Dense(node.params["weight"], in_shape, node.shape)
         elif node.op == "batchnorm":
@@ -180,32 +204,79 @@ class _Walker:
         return ("expr", _Expr([(s, chain + (lin,)) for s, chain in e.terms],
                               np.ascontiguousarray(bias, dtype=np.float32)))
 
-    def _relu(self, node):
-        (src,) = node.inputs
-        kind, v = self.values[src]
+    def _pops_of(self, value):
+        """Population names if ``value`` is a population or a concatenation of populations, else None."""
+        kind, v = value
         if kind == "pop":
-            return (kind, v)
-        return self._add_pop(_Pop(self._name(node.name), "if", node.shape, node.name, expr=v))
+            return [v]
+        if kind == "cat":
+            names = [self._pops_of(part) for part in v[2]]
+            return None if any(n is None for n in names) else [p for n in names for p in n]
+        return None
+
+    def _relu(self, node):
+        """ReLU / bounded ReLU (``clip``): an IF population, unless the value is already a rate."""
+        (src,) = node.inputs
+        value = self.values[src]
+        bound = node.attrs["max"] if node.op == "clip" else None
+        pops = self._pops_of(value)
+        # rates are >= 0 (ReLU is idempotent on them) and never exceed a bound they already have
+        if pops is not None and all(bound is None or (self.pops[p].clip is not None and self.pops[p].clip <= bound)
+                                    for p in pops):
+            return value
+        return self._add_pop(_Pop(self._name(node.name), "if", node.shape, node.name,
+                                  expr=self._as_expr(value), clip=bound))
+
+    def _pool_pop(self, node, src_pop, ann):
+        a = node.attrs
+        pool = {"source": src_pop, "kernel": a["kernel"], "stride": a["stride"], "padding": a["padding"]}
+        out_shape = (self.pops[src_pop].shape[0],) + tuple(node.shape[1:])
+        return self._add_pop(_Pop(self._name(node.name), self.pooling, out_shape, ann, pool=pool))
+
+    def _pooled_affine(self, node, e):
+        """max pooling of ``a * p + c`` (one population ``p``, per-channel ``a >= 0`` and ``c``) is
+        ``a * maxpool(p) + c`` exactly (max commutes with a non-negative scale and a constant; padding
+        never wins), or None when ``e`` is not of that form."""
+        if len(e.terms) != 1:
+            return None
+        src, chain = e.terms[0]
+        if src == INPUT or not all(isinstance(op, Scale) for op in chain):
+            return None
+        factor = np.ones(()) if not chain else np.prod(np.broadcast_arrays(*[op.s for op in chain]), axis=0)
+        c = self.pops[src].shape[0]
+        shift = e.bias.reshape(c, -1)
+        if np.any(factor < 0) or np.any(shift != shift[:, :1]):
+            return None
+        pooled = self._pool_pop(node, src, None)[1]
+        bias = np.broadcast_to(shift[:, :1].reshape((c,) + (1,) * (len(node.shape) - 1)), node.shape)
+        return ("expr", _Expr([(pooled, (Scale(factor, node.shape),))], np.ascontiguousarray(bias, np.float32)))
 
     def _maxpool(self, node):
         (src,) = node.inputs
         kind, v = self.values[src]
+        if kind == "cat":  # pooling acts per channel: pool every population of the concatenation
+            pops = self._pops_of((kind, v))
+            if pops is None or v[1] != 0:
+                raise self._fail(node, "max pooling of a concatenation needs every part to be a ReLU output "
+                                       "(concatenated along channels); use pooling='avg' otherwise")
+            return ("cat", (node.name, 0, [self._pool_pop(node, p, None) for p in pops]))
         if kind == "expr":
+            affine = self._pooled_affine(node, v)
+            if affine is not None:
+                return affine
             consumers = [c for c in self.g.consumers(node.name) if c.name in self.live]
             if node.name == self.g.output or len(consumers) != 1 or consumers[0].op != "relu":
-                raise self._fail(node, "max pooling of a signal that is not a ReLU output cannot be "
-                                       "converted (spike rates are non-negative); it must follow a "
-                                       "ReLU, or feed only a ReLU (then the two are swapped), or "
-                                       "use pooling='avg'")
+                raise self._fail(node, "max pooling of a signal that is neither a ReLU output nor a "
+                                       "non-negative per-channel affine map of one cannot be converted "
+                                       "(spike rates are non-negative; a negative scale turns the max into "
+                                       "a min); it must follow a ReLU (optionally through BatchNorm or a "
+                                       "constant Mul/Add with a positive scale), or feed only a ReLU "
+                                       "(then the two are swapped), or use pooling='avg'")
             relu = consumers[0]
             pre = self._add_pop(_Pop(self._name(relu.name), "if", self._shape(src), src,
                                      ann_relu=True, expr=v))
-            v, ann = pre[1], relu.name
-        else:
-            ann = node.name
-        a = node.attrs
-        pool = {"source": v, "kernel": a["kernel"], "stride": a["stride"], "padding": a["padding"]}
-        return self._add_pop(_Pop(self._name(node.name), self.pooling, node.shape, ann, pool=pool))
+            return self._pool_pop(node, pre[1], relu.name)
+        return self._pool_pop(node, v, node.name)
 
 
 def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, batch_size):
@@ -245,6 +316,19 @@ def _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, b
         raise ValueError("calib_x contains NaN or inf; clean the calibration data (e.g. drop those "
                          "images) before converting")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _bounded_scale(bound, lam, burst):
+    """λ of a bounded ReLU ``min(max(x, 0), bound)``: ``bound / k`` with ``k = min(Γ, ceil(bound / λ))``.
+
+    The population then fires at most ``k`` spikes per step (its Γ), which is exactly the bound
+    in normalised units (Eq. 6: rate = activation / λ), so the SNN rate saturates where the
+    ANN clips. ``k`` rounds the calibrated ``bound / λ`` up (λ never grows past the bound, a
+    max-norm calibration gives ``k = 1``); one λ per layer (the cap is one Γ per population).
+    """
+    lam = float(np.max(lam))
+    k = min(int(burst), max(1, int(np.ceil(bound / lam - 1e-6))))
+    return np.asarray(bound / k)
 
 
 def _scale_op(lam, shape, invert=False):
@@ -317,7 +401,7 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
     by_name = {p.name: p for p in pops}
     for p in pops:
         if p.kind == "if":
-            p.scale = scales[p.name]
+            p.scale = scales[p.name] if p.clip is None else _bounded_scale(p.clip, scales[p.name], int(burst))
         elif p.kind in ("lipool", "maxgate"):
             p.scale = by_name[p.pool["source"]].scale
 
@@ -337,10 +421,11 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
             s = np.asarray(p.scale, dtype=np.float64)
             b = p.expr.bias / (s if s.ndim == 0 else s.reshape((-1,) + (1,) * (len(p.shape) - 1)))
             bias = b.astype(np.float32) if np.any(b) else None
-        populations.append(Population(p.name, p.shape, p.kind, threshold=1.0,
-                                      burst=int(burst) if p.kind == "if" else 1, bias=bias,
+        gamma = 1 if p.kind != "if" else int(burst) if p.clip is None else int(round(p.clip / float(p.scale)))
+        populations.append(Population(p.name, p.shape, p.kind, threshold=1.0, burst=gamma, bias=bias,
                                       pool=p.pool, ann_node=p.ann_node,
-                                      scale=np.asarray(p.scale, dtype=np.float32)))
+                                      scale=np.asarray(p.scale, dtype=np.float32),
+                                      v_max=None if p.clip is None else 1.0))
     meta = {
         "converter": "eventsnn.convert", "norm": norm, "percentile": float(percentile),
         "burst": int(burst), "pooling": pooling, "channelwise": bool(channelwise),
@@ -368,7 +453,8 @@ def analog_forward(net, x):
     """Run a :class:`SpikingNetwork` as an ANN: the exact rate limit of the SNN.
 
     Each ``"if"`` population computes ``relu(Σ_in W·a_src + b)`` (no clipping at Γ —
-    rates above the burst limit are kept), pooling populations the max of their window
+    rates above the burst limit are kept; a bounded ReLU population, ``v_max`` set, saturates at
+    its Γ), pooling populations the max of their window
     (as :meth:`PoolConnection.apply`, computed with :func:`eventsnn.graph.maxpool2d`: LIPool
     recovers exactly this max, Eq. 12; for max-gate it is the ideal value), and the output
     population ``Σ_in W·a_src + b``. With the
@@ -404,6 +490,8 @@ def analog_forward(net, x):
                 a += p.bias.reshape(-1)
             if p.kind == "if":
                 a = np.maximum(a, 0.0)
+                if p.v_max is not None:  # bounded ReLU: the rate saturates at Γ = bound / λ
+                    a = np.minimum(a, p.burst)
             a = a.astype(np.float32)
         vals[p.name] = a
         out[p.name] = a.reshape((len(x),) + p.shape)

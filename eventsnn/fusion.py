@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from .graph import OPS, Node, conv2d
 from .network import (ConvConnection, DenseConnection, IdentityConnection,
-                      SparseConnection)
+                      SparseConnection, _structural_csr, axis_taps)
 
 __all__ = ["LinOp", "Scale", "Conv", "Dense", "Structural", "apply_chain", "compile_terms"]
 
@@ -78,15 +78,26 @@ class Scale(LinOp):
 
 
 class Conv(LinOp):
-    """Bias-free 2-D convolution (weight ``(O, I, kh, kw)``)."""
+    """Bias-free 2-D convolution (weight ``(O, I / groups, kh, kw)``, optional groups/dilation)."""
 
-    def __init__(self, weight, stride, padding, in_shape, out_shape):
+    def __init__(self, weight, stride, padding, in_shape, out_shape, groups=1, dilation=(1, 1)):
         self.weight = np.asarray(weight, dtype=np.float64)
         self.stride, self.padding = list(stride), list(padding)
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.groups, self.dilation = int(groups), list(dilation)
+
+    @property
+    def plain(self):
+        """True for groups 1 and dilation 1 (a weight-shared :class:`ConvConnection`)."""
+        return self.groups == 1 and self.dilation == [1, 1]
+
+    def with_padding(self, padding, in_shape):
+        """The same kernel with another zero padding and input shape."""
+        return Conv(self.weight, self.stride, padding, in_shape, self.out_shape, self.groups, self.dilation)
 
     def apply(self, x):
-        return conv2d(x, self.weight.astype(np.float32), None, self.stride, self.padding)
+        return conv2d(x, self.weight.astype(np.float32), None, self.stride, self.padding,
+                      self.groups, self.dilation)
 
 
 class Dense(LinOp):
@@ -97,7 +108,7 @@ class Dense(LinOp):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
 
     def apply(self, x):
-        return (x @ self.weight.T.astype(np.float32)).astype(np.float32)
+        return (x.reshape(len(x), -1) @ self.weight.T.astype(np.float32)).astype(np.float32)
 
 
 class Structural(LinOp):
@@ -132,8 +143,7 @@ def _fold_pad_into_conv(chain):
             p = prev.node.attrs["pads"]
             if p[0] == 0 and p[3] == 0:
                 pt, pl, pb, pr = op.padding
-                out[-1] = Conv(op.weight, op.stride, [pt + p[1], pl + p[2], pb + p[4], pr + p[5]],
-                               prev.in_shape, op.out_shape)
+                out[-1] = op.with_padding([pt + p[1], pl + p[2], pb + p[4], pr + p[5]], prev.in_shape)
                 continue
         out.append(op)
     return out
@@ -164,7 +174,7 @@ def _compose_avgpool_conv(pool, conv):
     composite kernel is ``w'[m] = w[v] / (kh*kw)`` for ``m = v*s + u``, ``u < k``.
     """
     a = pool.node.attrs
-    if any(a["padding"]):
+    if any(a["padding"]) or not conv.plain:
         return None
     (_, h, w), (o, i, kh, kw) = pool.in_shape, conv.weight.shape
     _, ho, wo = conv.out_shape
@@ -182,12 +192,66 @@ def _compose_avgpool_conv(pool, conv):
     return Conv(weight, [sy, sx], [by, bx, ey, ex], pool.in_shape, conv.out_shape)
 
 
+def _channel_pad(op):
+    """``(begin, end)`` of a zero pad along axis 0 only (a part placed in a concat), else None."""
+    if not (isinstance(op, Structural) and op.op == "pad"):
+        return None
+    p, nd = op.node.attrs["pads"], len(op.in_shape)
+    if any(p[1:nd]) or any(p[nd + 1:]):
+        return None
+    return p[0], p[nd]
+
+
+def _to_vector(op):
+    return isinstance(op, Structural) and op.op in ("flatten", "reshape") and len(op.out_shape) == 1
+
+
+def _fold_channel_pads(chain):
+    """Fold the zero channel padding that places a part in a concatenation into the next layer.
+
+    A per-channel scale after the pad moves before it (its factors sliced to the part); then
+    ``conv(pad_c(x))`` is the conv with the part's slice of input channels (groups 1), and
+    ``dense(flatten(pad_c(x)))`` the dense layer with the part's block of columns — the
+    synapses of the other parts are not this source's.
+    """
+    out = list(chain)
+    changed = True
+    while changed:
+        changed = False
+        for k in range(len(out) - 1):
+            pad, nxt = _channel_pad(out[k]), out[k + 1]
+            if pad is None:
+                continue
+            begin, c = pad[0], out[k].in_shape[0]
+            if isinstance(nxt, Scale):
+                s = nxt.s if nxt.scalar else nxt.s[begin:begin + c]
+                out[k:k + 2] = [Scale(s, out[k].in_shape), out[k]]
+                changed = True
+                break
+            if isinstance(nxt, Conv) and nxt.groups == 1:
+                out[k:k + 2] = [Conv(nxt.weight[:, begin:begin + c], nxt.stride, nxt.padding, out[k].in_shape,
+                                     nxt.out_shape, 1, nxt.dilation)]
+                changed = True
+                break
+            j = k + 1
+            while j < len(out) and _to_vector(out[j]):
+                j += 1
+            if j < len(out) and isinstance(out[j], Dense) and (j > k + 1 or len(out[k].in_shape) == 1):
+                inner = int(np.prod(out[k].in_shape[1:]))
+                w = out[j].weight[:, begin * inner:(begin + c) * inner]
+                out[k:j + 1] = [Dense(w, out[k].in_shape, out[j].out_shape)]
+                changed = True
+                break
+    return out
+
+
 def simplify(chain):
-    """Drop identity-like ops, fold zero pads into convs, compose avgpool -> conv."""
+    """Drop identity-like ops, fold concat placements and zero pads into the next layer, compose
+    avgpool -> conv."""
     chain = [op for op in chain if not (
         isinstance(op, Structural) and (op.op == "identity" or
                                         (op.op in ("reshape", "flatten") and op.in_shape == op.out_shape)))]
-    chain = _fold_pad_into_conv(chain)
+    chain = _fold_pad_into_conv(_fold_channel_pads(chain))
     out = []
     for op in chain:
         prev = out[-1] if out else None
@@ -215,6 +279,13 @@ def _split_scales(chain):
     return g, rest
 
 
+def _in_channel_factors(conv, s):
+    """Per-input-channel factors ``s`` (C,) laid out like the (possibly grouped) kernel."""
+    o, i = conv.weight.shape[:2]
+    full = (np.arange(o) // (o // conv.groups))[:, None] * i + np.arange(i)[None, :]
+    return s[full][:, :, None, None]
+
+
 def _match_conv(chain, g):
     core = [k for k, op in enumerate(chain) if not isinstance(op, Scale)]
     if len(core) != 1 or not isinstance(chain[core[0]], Conv):
@@ -223,10 +294,39 @@ def _match_conv(chain, g):
     conv = chain[k]
     w = conv.weight * g
     for op in chain[:k]:
-        w = w * op.s.reshape(1, -1, 1, 1)
+        w = w * _in_channel_factors(conv, op.s)
     for op in chain[k + 1:]:
         w = w * op.s.reshape(-1, 1, 1, 1)
     return w, conv
+
+
+def conv_csr(weight, stride, padding, groups, dilation, src_shape, dst_shape):
+    """Structural CSR ``(n_src, n_dst)`` of a grouped and/or dilated convolution.
+
+    Output ``(o, y, x)`` reads input ``(g(o) * I + j, y * s - p + ky * d, x * s - p + kx * d)``
+    through ``weight[o, j, ky, kx]`` with ``g(o) = o // (O / groups)``; taps in the padding
+    are not synapses, every other tap is (zero weights included, as in
+    :meth:`eventsnn.network.ConvConnection.to_csr`), so the fan-out counts real synapses only.
+    """
+    o_n, i_n, kh, kw = weight.shape
+    _, h, w = src_shape
+    _, ho, wo = dst_shape
+    dy, dx = dilation
+    taps_y = axis_taps(h, ho, (kh - 1) * dy + 1, stride[0], padding[0])[::dy]
+    taps_x = axis_taps(w, wo, (kw - 1) * dx + 1, stride[1], padding[1])[::dx]
+    oc = np.arange(o_n)[:, None, None, None]
+    ic = (oc // (o_n // groups)) * i_n + np.arange(i_n)[None, :, None, None]
+    rows, cols, data = [], [], []
+    for ky, (oy, iy) in enumerate(taps_y):
+        for kx, (ox, ix) in enumerate(taps_x):
+            src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
+            dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
+            shape = (o_n, i_n, len(oy), len(ox))
+            rows.append(np.broadcast_to(src, shape).ravel())
+            cols.append(np.broadcast_to(dst, shape).ravel())
+            data.append(np.broadcast_to(weight[:, :, ky, kx][:, :, None, None], shape).ravel())
+    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
+    return _structural_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(data), (n_src, n_dst))
 
 
 def _match_dense(chain, g):
@@ -324,6 +424,10 @@ def compile_chain(src, dst, chain, src_shape, dst_shape):
     conv = _match_conv(chain, g)
     if conv is not None:
         w, c = conv
+        if not c.plain:  # grouped / dilated: the exact synapses as CSR (no zero-filled kernel)
+            return SparseConnection(src, dst, src_shape, dst_shape,
+                                    matrix=conv_csr(w.astype(np.float32), c.stride, c.padding, c.groups,
+                                                    c.dilation, src_shape, dst_shape))
         return ConvConnection(src, dst, src_shape, dst_shape, weight=w.astype(np.float32),
                               stride=c.stride, padding=c.padding)
     dense = _match_dense(chain, g)

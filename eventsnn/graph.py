@@ -41,6 +41,8 @@ __all__ = [
     "avgpool2d",
     "out_size",
     "bn_scale_shift",
+    "conv_geometry",
+    "adaptive_bounds",
 ]
 
 _FORMAT = "eventsnn.graph"
@@ -130,32 +132,52 @@ def pool_windows(x: np.ndarray, kernel, stride, padding=0, pad_value: float = 0.
     return win[:, :, ::sh, ::sw]
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0) -> np.ndarray:
-    """2-D cross-correlation (PyTorch/ONNX ``Conv``, dilation 1, groups 1), BLAS-backed.
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0,
+           groups: int = 1, dilation=1) -> np.ndarray:
+    """2-D cross-correlation (PyTorch/ONNX ``Conv``), BLAS-backed.
 
     Windows are gathered with :func:`numpy.lib.stride_tricks.sliding_window_view` into one
     im2col matrix ``(C*kh*kw, B*Ho*Wo)`` and contracted with the kernel by a single BLAS
     GEMM (one large GEMM rather than one per image: many small multi-threaded GEMMs are
-    very slow on a busy machine).
+    very slow on a busy machine). A dilated kernel is applied as the kernel with
+    ``dilation - 1`` zeros between its taps (the same sums); groups run one GEMM each.
 
     Parameters
     ----------
     x : numpy.ndarray
         Input ``(B, C, H, W)`` float32.
     w : numpy.ndarray
-        Kernel ``(O, C, kh, kw)``.
+        Kernel ``(O, C / groups, kh, kw)``.
     b : numpy.ndarray or None
         Bias ``(O,)``.
     stride : int or sequence of 2 ints
         ``[sh, sw]``.
     padding : int or sequence of 2 or 4 ints
         Zero padding ``[top, left, bottom, right]``.
+    groups : int
+        Input and output channels split into ``groups`` blocks; output block ``g`` reads
+        input block ``g`` only (``groups = C`` is a depthwise convolution).
+    dilation : int or sequence of 2 ints
+        Spacing ``[dh, dw]`` between kernel taps.
 
     Returns
     -------
     numpy.ndarray
         ``(B, O, Ho, Wo)`` float32, C-contiguous.
     """
+    dh, dw = _pair(dilation)
+    if (dh, dw) != (1, 1):
+        o, i, kh, kw = w.shape
+        wd = np.zeros((o, i, (kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=w.dtype)
+        wd[:, :, ::dh, ::dw] = w
+        w = wd
+    if groups != 1:
+        ci, co = x.shape[1] // groups, w.shape[0] // groups
+        out = np.concatenate([conv2d(x[:, g * ci:(g + 1) * ci], w[g * co:(g + 1) * co], None, stride, padding)
+                              for g in range(groups)], axis=1)
+        if b is not None:
+            out += b.reshape(1, -1, 1, 1)
+        return np.ascontiguousarray(out, dtype=np.float32)
     win = pool_windows(x, w.shape[2:], stride, padding, 0.0)  # (B, C, Ho, Wo, kh, kw)
     n, c, ho, wo, kh, kw = win.shape
     chunk = max(1, _IM2COL_BYTES // max(1, c * kh * kw * ho * wo * 4))
@@ -335,23 +357,39 @@ def _zero_macs(node: Node, in_shapes) -> int:
 # conv ----------------------------------------------------------------------------------
 
 
+def conv_geometry(attrs: dict) -> tuple[int, list[int]]:
+    """``(groups, [dh, dw])`` of a conv node's canonical attributes (1 and [1, 1] when absent)."""
+    return int(attrs.get("groups", 1)), list(_pair(attrs.get("dilation", 1)))
+
+
 def _conv_infer(node, in_shapes):
     c, h, w = _check_image(node, in_shapes[0])
-    if _pair(node.attrs.get("dilation", 1)) != (1, 1) or int(node.attrs.get("groups", 1)) != 1:
-        raise _fail(node, f"dilation={node.attrs.get('dilation')} / groups={node.attrs.get('groups')} "
-                          "are not supported (only dilation 1 and groups 1)")
-    node.attrs.pop("dilation", None)
-    node.attrs.pop("groups", None)
+    groups = node.attrs.get("groups", 1)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise _fail(node, f"attribute groups={groups!r} must be a positive integer")
+    dilation = _attr_ints(node, "dilation", _pair, [1, 1])
+    if min(dilation) < 1:
+        raise _fail(node, f"dilation {dilation} must be >= 1")
+    # canonical form: groups / dilation are stored only when they differ from 1
+    if groups == 1:
+        node.attrs.pop("groups", None)
+    if dilation == [1, 1]:
+        node.attrs.pop("dilation")
     wt = node.params["weight"]
     if wt.ndim != 4:
-        raise _fail(node, f"weight must be (O, I, kh, kw), got shape {wt.shape}")
+        raise _fail(node, f"weight must be (O, I/groups, kh, kw), got shape {wt.shape}")
     o, i, kh, kw = wt.shape
-    if i != c:
-        raise _fail(node, f"weight expects {i} input channels, input has {c} (shape {in_shapes[0]})")
+    if c % groups or o % groups:
+        raise _fail(node, f"groups={groups} must divide the {c} input and {o} output channels")
+    if i * groups != c:
+        per_group = f" ({i} per group x {groups} groups)" if groups > 1 else ""
+        raise _fail(node, f"weight expects {i * groups} input channels{per_group}, "
+                          f"input has {c} (shape {in_shapes[0]})")
     stride = _attr_ints(node, "stride", _pair, [1, 1])
     padding = _attr_ints(node, "padding", _quad, [0, 0, 0, 0])
     _bias_shape(node, o)
-    ho, wo = _window_shape(node, (c, h, w), [kh, kw], stride, padding)
+    span = [(kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1]
+    ho, wo = _window_shape(node, (c, h, w), span, stride, padding)
     return (o, ho, wo)
 
 
@@ -362,8 +400,9 @@ def _bias_shape(node, n):
 
 
 def _conv_forward(node, xs):
+    groups, dilation = conv_geometry(node.attrs)
     return conv2d(xs[0], node.params["weight"], node.params.get("bias"),
-                  node.attrs["stride"], node.attrs["padding"])
+                  node.attrs["stride"], node.attrs["padding"], groups, dilation)
 
 
 def _conv_macs(node, in_shapes):
@@ -591,6 +630,81 @@ def _slice_forward(node, xs):
     return np.ascontiguousarray(xs[0][idx])
 
 
+# bounded ReLU / concat / transpose / adaptive average pooling ------------------------------
+
+
+def _clip_infer(node, in_shapes):
+    hi = node.attrs.get("max")
+    try:
+        hi = float(hi)
+    except (TypeError, ValueError):
+        raise _fail(node, f"attribute max={hi!r} must be a number (the upper bound of min(max(x, 0), max))") from None
+    if not (np.isfinite(hi) and hi > 0):
+        raise _fail(node, f"attribute max={hi} must be finite and > 0 (ReLU6: max=6)")
+    node.attrs["max"] = hi
+    return in_shapes[0]
+
+
+def _clip_forward(node, xs):
+    return np.clip(xs[0], np.float32(0), np.float32(node.attrs["max"]))
+
+
+def _concat_infer(node, in_shapes):
+    ref = in_shapes[0]
+    axis = node.attrs.get("axis", 0)
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -len(ref) <= axis < len(ref):
+        raise _fail(node, f"attribute axis={axis!r} must be a per-sample axis in [0, {len(ref)}) "
+                          "(the channel axis of (C, H, W) is 0: torch.cat(dim=1) of NCHW tensors)")
+    axis %= len(ref)
+    node.attrs["axis"] = axis
+    for s in in_shapes[1:]:
+        if len(s) != len(ref) or any(a != b for k, (a, b) in enumerate(zip(s, ref)) if k != axis):
+            raise _fail(node, f"inputs must agree on every axis but {axis}, got {list(in_shapes)}")
+    return tuple(sum(s[axis] for s in in_shapes) if k == axis else n for k, n in enumerate(ref))
+
+
+def _concat_forward(node, xs):
+    return np.concatenate(xs, axis=1 + node.attrs["axis"])
+
+
+def _transpose_infer(node, in_shapes):
+    (shape,) = in_shapes
+    perm = _attr_ints(node, "perm", lambda v: [int(a) for a in v])
+    if sorted(perm) != list(range(len(shape))):
+        raise _fail(node, f"perm {perm} must be a permutation of the per-sample axes 0..{len(shape) - 1} "
+                          "(no batch axis: NCHW -> NHWC is perm [1, 2, 0])")
+    return tuple(shape[k] for k in perm)
+
+
+def _transpose_forward(node, xs):
+    return np.ascontiguousarray(xs[0].transpose([0] + [1 + k for k in node.attrs["perm"]]))
+
+
+def adaptive_bounds(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """Windows ``[floor(i n_in / n_out), ceil((i + 1) n_in / n_out))`` of adaptive pooling (PyTorch)."""
+    return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+
+
+def _adaptive_infer(node, in_shapes):
+    c, h, w = _check_image(node, in_shapes[0])
+    oh, ow = _attr_ints(node, "output", _pair)
+    if not (1 <= oh <= h and 1 <= ow <= w):
+        raise _fail(node, f"output size {[oh, ow]} must be between 1 and the input size {[h, w]}")
+    return (c, oh, ow)
+
+
+def _adaptive_forward(node, xs):
+    x = xs[0]
+    oh, ow = node.attrs["output"]
+    rows = adaptive_bounds(x.shape[2], oh)
+    cols = adaptive_bounds(x.shape[3], ow)
+    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.float32)
+    for i, (y0, y1) in enumerate(rows):
+        for j, (x0, x1) in enumerate(cols):
+            out[:, :, i, j] = x[:, :, y0:y1, x0:x1].mean(axis=(2, 3), dtype=np.float32)
+    return out
+
+
 OPS: dict[str, OpDef] = {
     d.name: d
     for d in [
@@ -607,6 +721,10 @@ OPS: dict[str, OpDef] = {
         OpDef("identity", (1, 1), (), (), _same_infer, _identity_forward, _zero_macs),
         OpDef("pad", (1, 1), (), (), _pad_infer, _pad_forward, _zero_macs),
         OpDef("slice", (1, 1), (), (), _slice_infer, _slice_forward, _zero_macs),
+        OpDef("clip", (1, 1), (), (), _clip_infer, _clip_forward, _zero_macs),
+        OpDef("concat", (1, None), (), (), _concat_infer, _concat_forward, _zero_macs),
+        OpDef("transpose", (1, 1), (), (), _transpose_infer, _transpose_forward, _zero_macs),
+        OpDef("adaptive_avgpool", (1, 1), (), (), _adaptive_infer, _adaptive_forward, _zero_macs),
     ]
 }
 """Op registry: canonical op name -> :class:`OpDef`."""

@@ -108,6 +108,11 @@ class Population:
     scale : ndarray or None
         Normalisation factor λ (Eq. 6): the population's rate approximates
         ``ann_activation / scale``. A 0-d array (layer-wise) or ``(C,)`` (channel-wise).
+    v_max : float or None
+        Upper clamp of the membrane potential after the reset ("if" only), None = unbounded.
+        A bounded ReLU ``min(max(x, 0), a)`` becomes a population with Γ = a / λ and
+        ``v_max = threshold``: its rate saturates at Γ exactly like the ANN clips, and charge
+        above the clamp is discarded instead of being released after the input drops.
     """
 
     name: str
@@ -119,9 +124,15 @@ class Population:
     pool: dict | None = None
     ann_node: str | None = None
     scale: np.ndarray | None = None
+    v_max: float | None = None
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
+        if self.v_max is not None:
+            if self.kind != "if" or not np.isfinite(self.v_max) or self.v_max < 0:
+                raise ValueError(f"population {self.name!r}: v_max must be a finite value >= 0 on an 'if' "
+                                 f"population (or None), got {self.v_max!r} on kind {self.kind!r}")
+            self.v_max = float(self.v_max)
         if self.kind not in POPULATION_KINDS:
             raise ValueError(
                 f"population {self.name!r}: unknown kind {self.kind!r}; use one of {POPULATION_KINDS}"
@@ -591,6 +602,7 @@ class SpikingNetwork:
                  f"{len(self.connections)} connections"]
         for p in self.populations:
             extra = f"Γ={p.burst}" if p.kind == "if" else ""
+            extra += "" if p.v_max is None else f" V<={p.v_max:g} (bounded ReLU)"
             lines.append(f"  {p.name:<24} {p.kind:<8} {str(p.shape):<16} {extra}")
             for c in self.incoming(p.name):
                 lines.append(f"      <- {c.src:<20} {c.kind}")
@@ -602,7 +614,7 @@ class SpikingNetwork:
         for k, p in enumerate(self.populations):
             pops.append({"name": p.name, "shape": list(p.shape), "kind": p.kind,
                          "threshold": float(p.threshold), "burst": p.burst, "pool": p.pool,
-                         "ann_node": p.ann_node})
+                         "ann_node": p.ann_node, **({} if p.v_max is None else {"v_max": p.v_max})})
             if p.bias is not None:
                 arrays[f"pop{k}/bias"] = p.bias
             if p.scale is not None:

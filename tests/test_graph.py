@@ -270,7 +270,7 @@ def test_structure_and_return_all():
     for n in g.nodes:
         assert n.name in s
     assert "MACs" in s and f"{4 * 2 * 9 * 16:,}" in s
-    assert set(SUPPORTED_OPS) == set(OPS) and len(SUPPORTED_OPS) == 13
+    assert set(SUPPORTED_OPS) == set(OPS) and len(SUPPORTED_OPS) == 17
 
 
 def test_output_override():
@@ -296,8 +296,15 @@ def test_unsupported_op():
      r"'c'.*does not fit"),
     ([Node("c", "conv", ("input",), {}, {"weight": np.ones((2, 3, 1, 1)), "bias": np.ones(3)})], (3, 4, 4),
      r"bias must have shape \(2,\), got \(3,\)"),
-    ([Node("c", "conv", ("input",), {"groups": 3}, {"weight": np.ones((3, 1, 1, 1))})], (3, 4, 4),
-     r"groups"),
+    ([Node("c", "conv", ("input",), {"groups": 2}, {"weight": np.ones((3, 1, 1, 1))})], (3, 4, 4),
+     r"groups=2 must divide the 3 input"),
+    ([Node("c", "conv", ("input",), {"dilation": 0}, {"weight": np.ones((3, 3, 1, 1))})], (3, 4, 4),
+     r"dilation \[0, 0\] must be >= 1"),
+    ([Node("k", "clip", ("input",), {"max": -1.0})], (3, 4, 4), r"'k'.*'clip'.*must be finite and > 0"),
+    ([Node("k", "concat", ("input", "input"), {"axis": 0}), Node("q", "concat", ("k", "input"), {"axis": 1})],
+     (3, 4, 4), r"'q'.*agree on every axis but 1"),
+    ([Node("t", "transpose", ("input",), {"perm": [0, 2, 2]})], (3, 4, 4), r"'t'.*permutation"),
+    ([Node("a", "adaptive_avgpool", ("input",), {"output": [5, 1]})], (3, 4, 4), r"'a'.*between 1 and"),
     ([Node("l", "linear", ("input",), {}, {"weight": np.ones((2, 5))})], (4,),
      r"'l'.*'linear'.*expects 5 inputs, got input shape \(4,\)"),
     ([Node("l", "linear", ("input",), {}, {"weight": np.ones((2, 48))})], (3, 4, 4), r"flatten"),

@@ -57,15 +57,18 @@ def test_if_image_and_burst_stats(seed):
     rng = np.random.default_rng(seed)
     N, gamma = 60, int(rng.integers(1, 5))
     theta = np.float32(rng.choice([0.5, 1.0, 2.0]))
+    v_max = np.float32(np.inf) if seed % 2 else theta / 2  # a clamp of V on even seeds
     V = q8(rng.uniform(-1, 2, N))
     I = q8(rng.uniform(-2, 6, N))
     const = q8(rng.uniform(-0.5, 1, N))
-    # twin (Eq. 2-4)
+    # twin (Eq. 2-4, then the clamp of V after the reset)
     v = V + (I + const)
     s = np.clip(np.floor(v / theta), 0, gamma).astype(np.int64)
-    v_exp = v - s * theta
+    v_exp = np.minimum(v - s * theta, v_max)
     idx, cnt = np.zeros(N, np.int32), np.zeros(N, np.int32)
-    n = neurons.if_image(V, I, const, theta, gamma, idx, cnt)
+    n = neurons.if_image(V, I, const, theta, gamma, v_max, idx, cnt)
+    if seed % 2 == 0:
+        assert np.any(v - s * theta > v_max)  # the clamp was exercised
     np.testing.assert_array_equal(V, v_exp.astype(np.float32))
     np.testing.assert_array_equal(I, 0)
     assert n == np.count_nonzero(s)

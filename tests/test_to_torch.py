@@ -57,7 +57,15 @@ def _all_ops_graph(seed=0):
                                                           "padding": [0, 1, 1, 0], "count_include_pad": True}),
         Node("sum", "add", ("maxpool", "avgpool", "avgpool asym", "avgpool asym incl"), {}),
         Node("12", "identity", ("sum",)),
-        Node("gap", "global_avgpool", ("maxpool odd",)),
+        Node("dw", "conv", ("maxpool odd",), {"stride": [1, 1], "padding": [2, 2, 2, 2], "groups": 4,
+                                              "dilation": [2, 2]}, {"weight": _rng_params(rng, (4, 1, 3, 3))}),
+        Node("relu6", "clip", ("dw",), {"max": 6.0}),
+        Node("clip", "clip", ("dw",), {"max": 0.25}),
+        Node("cat", "concat", ("relu6", "clip"), {"axis": 0}),                   # (8, 3, 6)
+        Node("nhwc", "transpose", ("cat",), {"perm": [1, 2, 0]}),
+        Node("back", "transpose", ("nhwc",), {"perm": [2, 0, 1]}),
+        Node("adapt", "adaptive_avgpool", ("back",), {"output": [2, 4]}),
+        Node("gap", "global_avgpool", ("adapt",)),
         Node("flat gap", "flatten", ("gap",)),
         Node("flatten", "flatten", ("12",)),
         Node("reshape", "reshape", ("flatten",), {"shape": [4, 18]}),
@@ -66,7 +74,7 @@ def _all_ops_graph(seed=0):
         Node("bn1d", "batchnorm", ("linear",), {}, bn(8)),
         Node("pad1d", "pad", ("bn1d",), {"pads": [0, 4]}),
         Node("train", "relu", ("pad1d",)),  # a name that clashes with nn.Module.train
-        Node("linear2", "linear", ("flat gap",), {}, {"weight": _rng_params(rng, (12, 4))}),
+        Node("linear2", "linear", ("flat gap",), {}, {"weight": _rng_params(rng, (12, 8))}),
         Node("out", "add", ("train", "linear2")),
     ]
     return Graph(nodes, (2, 9, 11))

@@ -257,9 +257,11 @@ def test_resnet_a_structure():
 @pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 def test_mixed_forms():
     model = Mixed()
-    # AdaptiveAvgPool2d(2) on 7x7 has uneven windows: refused with a clear message ...
-    with pytest.raises(ValueError, match="uneven windows"):
-        from_torch(_randomise(model, 4), torch.zeros(1, 1, 28, 28))
+    # AdaptiveAvgPool2d(2) on 7x7 has uneven (overlapping) windows: its own linear op ...
+    x = np.random.default_rng(1).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    g = from_torch(_randomise(model, 4), x[:1])
+    assert g.node("apool").op == "adaptive_avgpool" and g.node("apool").attrs["output"] == [2, 2]
+    assert _rel_err(g, model, x) < RTOL
     # ... and imported as avgpool(4, 4) once it is 8x8 (zpad gives 17x17, c3 15x15, pool 8x8)
     model.zpad = nn.ZeroPad2d((1, 2, 1, 2))
     model = _randomise(model, 4)
@@ -411,17 +413,23 @@ def _seq(*layers):
 
 @pytest.mark.parametrize("model, shape, pattern", [
     (_seq(nn.Conv2d(1, 2, 3), nn.Sigmoid()), (1, 1, 8, 8),
-     r"fx node '_1' \(module '1' of type torch\.nn\.modules\.activation\.Sigmoid\) is not supported\. "
-     r"Supported: modules Conv2d.*load_onnx"),
-    (_seq(nn.Conv2d(2, 4, 3, groups=2)), (1, 2, 8, 8), r"fx node '_0'.*groups=2 is not supported"),
-    (_seq(nn.Conv2d(1, 2, 3, dilation=2)), (1, 1, 8, 8), r"dilation=\(2, 2\) is not supported"),
+     r"fx node '_1' \(module '1' of type torch\.nn\.modules\.activation\.Sigmoid\) cannot be converted: "
+     r"a sigmoid is not piecewise linear.*Supported: modules Conv2d"),
+    (_seq(nn.Conv2d(1, 2, 3), nn.GELU()), (1, 1, 8, 8), r"fx node '_1' .*GELU\) cannot be converted: GELU"),
+    (_seq(nn.Conv2d(1, 2, 3), nn.SiLU()), (1, 1, 8, 8), r"SiLU\) cannot be converted: SiLU/swish multiplies"),
+    (_seq(nn.Conv2d(1, 2, 3), nn.LayerNorm([2, 6, 6])), (1, 1, 8, 8),
+     r"LayerNorm\) cannot be converted: layer normalisation divides"),
+    (_seq(nn.Conv2d(1, 2, 3), nn.Softmax(1), nn.Conv2d(2, 2, 1)), (1, 1, 8, 8),
+     r"fx node '_1'.*Softmax\): cannot be converted: a softmax inside the network"),
+    (_seq(nn.Conv2d(1, 2, 3), nn.Hardtanh(-1, 1)), (1, 1, 8, 8), r"clamping to \[-1.*, 1.*\] is not supported"),
+    (_seq(nn.Conv2d(1, 2, 3), nn.LeakyReLU()), (1, 1, 8, 8), r"LeakyReLU\) cannot be converted: a leaky ReLU"),
     (_seq(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 1, 8, 8), "padding_mode='reflect'"),
     (_seq(nn.MaxPool2d(2, ceil_mode=True)), (1, 1, 7, 7), "ceil_mode=True is not supported"),
     (_seq(nn.MaxPool2d(2, dilation=2)), (1, 1, 8, 8), "dilation=2 is not supported for max pooling"),
     (_seq(nn.AvgPool2d(2, divisor_override=3)), (1, 1, 8, 8), "divisor_override"),
     (_seq(nn.Conv1d(1, 2, 3)), (1, 1, 8), "Conv1d"),
     (_seq(nn.BatchNorm2d(1, track_running_stats=False)), (2, 1, 4, 4), "track_running_stats=False"),
-], ids=["sigmoid", "groups", "conv-dilation", "padding-mode", "ceil-mode", "pool-dilation",
+], ids=["sigmoid", "gelu", "silu", "layernorm", "inner-softmax", "hardtanh-negative", "leaky", "padding-mode", "ceil-mode", "pool-dilation",
         "divisor", "conv1d", "bn-batch-stats"])
 def test_unsupported_modules_raise_clear_errors(model, shape, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -438,8 +446,11 @@ class _Fn(nn.Module):
 
 
 @pytest.mark.parametrize("fn, pattern", [
-    (lambda x: x + 1.0, "only the sum of two tensors"),
-    (lambda x: torch.sigmoid(x), r"fx node 'sigmoid' \(function torch\.sigmoid\) is not supported"),
+    (lambda x: x + x.mean((2, 3), keepdim=True), "varies inside a channel|broadcast"),
+    (lambda x: torch.sigmoid(x), r"fx node 'sigmoid' \(function torch\.sigmoid\) cannot be converted"),
+    (lambda x: x * x, "product of two input-dependent tensors"),
+    (lambda x: 1.0 / x, "dividing a constant by an activation"),
+    (lambda x: x + torch.arange(4.0), "varies inside a channel"),
     (lambda x: F.dropout(x, 0.5), "training=True is random"),
     (lambda x: x[:, 0], "only slices"),
     (lambda x: x[:2], "batch axis"),
@@ -448,7 +459,7 @@ class _Fn(nn.Module):
     (lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect"), "constant zero padding"),
     (lambda x: x + x[:, :1], "broadcasting is not supported"),
     (lambda x: (x, x), "single tensor"),
-], ids=["scalar-add", "sigmoid", "dropout-train", "int-index", "batch-slice", "flatten-batch",
+], ids=["broadcast-add", "sigmoid", "product", "reciprocal", "per-column", "dropout-train", "int-index", "batch-slice", "flatten-batch",
         "mean-channels", "reflect-pad", "broadcast", "tuple-output"])
 def test_unsupported_functions_raise_clear_errors(fn, pattern):
     with pytest.raises(ValueError, match=pattern):

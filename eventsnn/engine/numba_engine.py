@@ -191,6 +191,7 @@ class NumbaProgram:
         self.input_rows = [k for k, c in enumerate(net.connections) if c.src == INPUT]
         table = np.zeros((len(pops), K.P_NPARAM), dtype=np.int64)
         self.theta = np.array([p.threshold for p in pops], dtype=np.float32)
+        self.v_max = np.array([np.inf if p.v_max is None else p.v_max for p in pops], dtype=np.float32)
         n_hist = n_lip = n_mg = 0
         inc_ptr, inc_conn = [0], []
         for k, p in enumerate(pops):
@@ -307,7 +308,7 @@ class NumbaProgram:
         trains = (np.zeros((B, T, self.n_tot), np.int64) if "trains" in record
                   else np.zeros((0, 0, 0), np.int64))
         K.simulate_batch(
-            T, min(B, numba.get_num_threads()), table, self.theta, self.inc_ptr, self.inc_conn,
+            T, min(B, numba.get_num_threads()), table, self.theta, self.v_max, self.inc_ptr, self.inc_conn,
             conns, self.fbuf, self.ibuf, self.bias, const, x_spk, self.n_lip, self.n_mg,
             outputs, spikes, events, synops, hist, V, counts, trains)
 

@@ -190,6 +190,8 @@ def _update_spiking(p, st, pool_syn):
         st.potential += st.current + _bias(p)
         out = np.clip(np.floor(st.potential / p.threshold), 0, p.burst).astype(np.int64)
         st.potential -= out * p.threshold
+        if p.v_max is not None:  # bounded ReLU: charge above the clamp is dropped
+            np.minimum(st.potential, p.v_max, out=st.potential)
         return out
     out = np.zeros(p.size, np.int64)
     for window, syns in enumerate(pool_syn.windows):

@@ -14,16 +14,19 @@ Nodes with a dynamic input are mapped onto canonical ops:
 =====================================================  ==============================================
 ONNX                                                   Graph op
 =====================================================  ==============================================
-Conv (2-D, group 1, dilation 1, auto_pad any)          ``conv``
+Conv (2-D, any group and dilation, auto_pad any)       ``conv``
 Gemm (transA 0, any transB / alpha / beta), MatMul     ``linear`` (weight ``(O, I)``)
 Add / Sub with a constant after Conv/Gemm/MatMul       folded into that node's bias
 BatchNormalization (inference)                         ``batchnorm``
 Add/Sub/Mul/Div with a per-channel constant elsewhere  ``batchnorm`` with mean 0, var 1, eps 0
                                                        (i.e. ``y = weight * x + bias`` exactly)
-Relu                                                   ``relu``
+Relu; Clip(0) / Clip(0, a) (ReLU6, Hardtanh(0, a))     ``relu``; ``clip`` (bounded ReLU)
+Concat of activations (not the batch axis)             ``concat``
+Transpose of activations (batch axis first)            ``transpose`` (e.g. an NHWC flatten)
+Softmax / LogSoftmax on the model output               dropped with a warning (argmax unchanged)
 MaxPool, AveragePool (floor or ceil mode)              ``maxpool``, ``avgpool``
 GlobalAveragePool, ReduceMean over (H, W)              ``global_avgpool`` (+ ``flatten``)
-GlobalMaxPool                                          ``maxpool`` with the whole image as window
+GlobalMaxPool, ReduceMax over (H, W)                   ``maxpool`` with the whole image as window
 Flatten (axis 1), Reshape/Squeeze/Unsqueeze            ``flatten`` / ``reshape`` (batch axis kept)
 Add / Sum of two or more dynamic tensors               ``add``
 Identity, Dropout, Cast to float                       ``identity``
@@ -45,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import OPS, Graph, Node
+from ._refusals import why_not_rate_coded
 
 __all__ = ["load_onnx", "SUPPORTED_ONNX_OPS"]
 
@@ -277,13 +281,13 @@ def _map_conv(imp, onode, ins, attrs):
     b = imp.const(onode, ins[2], "bias") if len(ins) > 2 and ins[2] is not None else None
     if w.ndim != 4:
         raise imp.fail(onode, f"only 2-D convolutions are supported (weight (O, I, kh, kw)), got weight {w.shape}")
-    if int(attrs.get("group", 1)) != 1:
-        raise imp.fail(onode, f"grouped/depthwise convolution (group={attrs['group']}) is not supported (only group 1)")
-    _check_dilation(imp, onode, attrs)
+    dilation = [int(d) for d in attrs.get("dilations", [1, 1])]
     strides = [int(s) for s in attrs.get("strides", [1, 1])]
-    pads = _spatial_pads(imp, onode, attrs, x.shape[1:], w.shape[2:], strides)
+    span = [(k - 1) * d + 1 for k, d in zip(w.shape[2:], dilation)]
+    pads = _spatial_pads(imp, onode, attrs, x.shape[1:], span, strides)
     params = {"weight": w} if b is None else {"weight": w, "bias": b}
-    return imp.emit(onode, "conv", [x], {"stride": strides, "padding": pads}, params)
+    return imp.emit(onode, "conv", [x], {"stride": strides, "padding": pads, "groups": int(attrs.get("group", 1)),
+                                         "dilation": dilation}, params)
 
 
 def _linear_input(imp, onode, x):
@@ -356,8 +360,9 @@ def _map_binary(imp, onode, ins, attrs):
     dyn_pos = [i for i, v in enumerate(ins) if isinstance(v, _Dyn)]
     if len(dyn_pos) >= 2 or op == "Sum":
         if op not in ("Add", "Sum") or len(dyn_pos) != len(ins):
+            why = f"; {why_not_rate_coded('mul')}" if op in ("Mul", "Div") else ""
             raise imp.fail(onode, f"{op} of non-constant tensors is not supported (only Add/Sum of activations, "
-                                  "or element-wise ops with a per-channel constant)")
+                                  f"or element-wise ops with a per-channel constant){why}")
         xs = [imp.dyn(onode, v) for v in ins]
         if any(x.shape != xs[0].shape for x in xs):
             raise imp.fail(onode, f"broadcasting between activations is not supported: shapes "
@@ -430,14 +435,18 @@ def _map_global_maxpool(imp, onode, ins, attrs):
     return imp.emit(onode, "maxpool", [x], {"kernel": list(x.shape[1:]), "stride": [1, 1]}, {})
 
 
-def _map_reduce_mean(imp, onode, ins, attrs):
+def _map_reduce_spatial(imp, onode, ins, attrs):
+    """ReduceMean / ReduceMax over (H, W): global average / max pooling (+ flatten without keepdims)."""
     x = imp.dyn(onode, ins[0])
     axes = _axes_arg(imp, onode, ins, attrs, 1)
     rank = len(x.shape) + 1
     if len(x.shape) != 3 or axes is None or sorted(a + rank if a < 0 else a for a in axes) != [2, 3]:
-        raise imp.fail(onode, f"only ReduceMean over the spatial axes (2, 3) of (N, C, H, W) is supported, "
+        raise imp.fail(onode, f"only {onode.op_type} over the spatial axes (2, 3) of (N, C, H, W) is supported, "
                               f"got axes {axes} for per-sample shape {x.shape}")
-    y = imp.emit(onode, "global_avgpool", [x], {}, {})
+    if onode.op_type == "ReduceMax":
+        y = imp.emit(onode, "maxpool", [x], {"kernel": list(x.shape[1:]), "stride": [1, 1]}, {})
+    else:
+        y = imp.emit(onode, "global_avgpool", [x], {}, {})
     if int(attrs.get("keepdims", 1)):
         return y
     return imp.emit(onode, "flatten", [y], {}, {}, suffix="flatten")
@@ -503,6 +512,64 @@ def _map_relu(imp, onode, ins, attrs):
     return imp.emit(onode, "relu", [imp.dyn(onode, ins[0])], {}, {})
 
 
+def _map_clip(imp, onode, ins, attrs):
+    """Clip(0, a) is a bounded ReLU (ReLU6: a = 6); Clip(0) or Clip(0, inf) a ReLU."""
+    x = imp.dyn(onode, ins[0])
+    if len(ins) > 1 or "min" not in attrs:  # opset >= 11: bounds are optional inputs
+        lo = imp.const(onode, ins[1], "min") if len(ins) > 1 and ins[1] is not None else None
+        hi = imp.const(onode, ins[2], "max") if len(ins) > 2 and ins[2] is not None else None
+    else:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    lo = None if lo is None else float(np.asarray(lo))
+    hi = None if hi is None or not np.isfinite(float(np.asarray(hi))) else float(np.asarray(hi))
+    if lo != 0.0 or (hi is not None and not hi > 0):
+        raise imp.fail(onode, f"Clip to [{lo}, {hi}] is not supported: only a lower bound of 0 (a ReLU) and an "
+                              "optional positive upper bound (ReLU6, Hardtanh(0, a)) become spiking neurons; "
+                              "spike rates are non-negative")
+    if hi is None:
+        return imp.emit(onode, "relu", [x], {}, {})
+    return imp.emit(onode, "clip", [x], {"max": hi}, {})
+
+
+def _map_concat(imp, onode, ins, attrs):
+    xs = [v for v in ins if v is not None]
+    if not all(isinstance(v, _Dyn) for v in xs):
+        raise imp.fail(onode, "Concat of constants and activations is not supported; concatenate tensors "
+                              "computed from the input only")
+    rank = len(xs[0].shape) + 1
+    axis = int(attrs["axis"]) % rank
+    if axis == 0:
+        raise imp.fail(onode, "Concat along the batch axis is not supported")
+    if len(xs) == 1:
+        return xs[0]
+    return imp.emit(onode, "concat", xs, {"axis": axis - 1}, {})
+
+
+def _map_transpose(imp, onode, ins, attrs):
+    x = imp.dyn(onode, ins[0])
+    rank = len(x.shape) + 1
+    perm = [int(p) % rank for p in attrs.get("perm", list(range(rank))[::-1])]
+    if perm[0] != 0:
+        raise imp.fail(onode, f"Transpose with perm {perm} moves the batch axis; keep it first")
+    if perm == list(range(rank)):
+        return x
+    return imp.emit(onode, "transpose", [x], {"perm": [p - 1 for p in perm[1:]]}, {})
+
+
+def _map_softmax(imp, onode, ins, attrs):
+    """A Softmax / LogSoftmax on the logits is dropped (monotone: argmax unchanged)."""
+    import warnings
+
+    x = imp.dyn(onode, ins[0])
+    if onode.output[0] not in imp.graph_outputs or imp.n_uses.get(onode.output[0], 0) != 1:
+        raise imp.fail(onode, f"cannot be converted: {why_not_rate_coded('softmax')}")
+    if len(x.shape) != 1 or int(attrs.get("axis", -1)) % 2 != 1:
+        raise imp.fail(onode, "only a softmax over the classes of (N, classes) logits can be dropped")
+    warnings.warn(f"load_onnx: the final {onode.op_type} (node {onode.name!r}) is dropped; the imported graph "
+                  "outputs the logits (argmax, hence the prediction, is unchanged)", UserWarning, stacklevel=4)
+    return x
+
+
 def _map_pad(imp, onode, ins, attrs):
     x = imp.dyn(onode, ins[0])
     rank = len(x.shape) + 1
@@ -564,7 +631,8 @@ _MAP = {
     "AveragePool": _map_avgpool,
     "GlobalAveragePool": _map_global_avgpool,
     "GlobalMaxPool": _map_global_maxpool,
-    "ReduceMean": _map_reduce_mean,
+    "ReduceMean": _map_reduce_spatial,
+    "ReduceMax": _map_reduce_spatial,
     "Flatten": _map_flatten,
     "Reshape": _map_reshape,
     "Squeeze": _map_squeeze_unsqueeze,
@@ -579,6 +647,11 @@ _MAP = {
     "Cast": _map_identity,
     "Pad": _map_pad,
     "Slice": _map_slice,
+    "Clip": _map_clip,
+    "Concat": _map_concat,
+    "Transpose": _map_transpose,
+    "Softmax": _map_softmax,
+    "LogSoftmax": _map_softmax,
 }
 
 SUPPORTED_ONNX_OPS: tuple[str, ...] = tuple(sorted(set(_MAP) | set(_FOLD)))
@@ -761,6 +834,10 @@ class _Importer:
             if op in _FOLD:
                 raise self.fail(onode, f"{op} is supported only on constants (shape computations), but its input "
                                        "depends on the model input")
+            reason = why_not_rate_coded(op)
+            if reason is not None:
+                raise self.fail(onode, f"cannot be converted: {reason}. Replace it by a ReLU (or ReLU6) and retrain "
+                                       f"or fine-tune; supported ops: {', '.join(SUPPORTED_ONNX_OPS)}")
             raise self.fail(onode, f"unsupported ONNX op {op!r}; supported ops: {', '.join(SUPPORTED_ONNX_OPS)}")
         if not dynamic:
             raise self.fail(onode, f"{op} on constants only is not supported")

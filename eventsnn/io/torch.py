@@ -48,20 +48,24 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._refusals import why_not_rate_coded
+
 __all__ = ["from_torch", "to_torch"]
 
 _INPUT = "input"
 _CHECK_RTOL = 1e-3
 
 _SUPPORTED = (
-    "modules Conv2d, Linear, BatchNorm1d, BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, "
-    "AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, Unflatten, ZeroPad2d, ConstantPad2d(value 0), "
-    "Dropout*, Identity; functions F.conv2d, F.linear, F.batch_norm, F.relu, torch.relu, "
+    "modules Conv2d (groups, dilation), Linear, BatchNorm1d, BatchNorm2d, ReLU, ReLU6, Hardtanh(0, a), "
+    "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Flatten, Unflatten, ZeroPad2d, "
+    "ConstantPad1d/2d/3d(value 0), Dropout*, Identity, Softmax/LogSoftmax on the output; functions F.conv2d, "
+    "F.linear, F.batch_norm, F.relu, torch.relu, F.relu6, F.hardtanh(0, a), torch.clamp/clip(0, a), "
     "F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.mean, "
-    "torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.add, operator +/+=, "
-    "F.pad (constant 0), F.dropout* (training=False), tensor[slices]; methods relu, relu_, add, "
-    "add_, mean, view, reshape, flatten, squeeze, unsqueeze, contiguous, detach, clone, float, "
-    "size, dim"
+    "torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.cat, torch.permute, "
+    "torch.add, operator +/+=, x * c, x / c, x - c with constant scalars or per-channel tensors, "
+    "F.pad (constant 0), F.dropout* (training=False), tensor[slices]; methods relu, relu_, clamp, add, "
+    "add_, mul, div, sub, mean, view, reshape, flatten, permute, squeeze, unsqueeze, contiguous, "
+    "detach, clone, float, size, dim"
 )
 _FALLBACK = ("export the model with torch.onnx.export(model, example_input, 'model.onnx') and "
              "load it with eventsnn.load_onnx('model.onnx')")
@@ -134,6 +138,11 @@ _SIGNATURES = {
     "add": lambda input, other, *, alpha=1, out=None: None,
     "pad": lambda input, pad, mode="constant", value=None: None,
     "dropout": lambda input, p=0.5, training=True, inplace=False: None,
+    "hardtanh": lambda input, min_val=-1.0, max_val=1.0, inplace=False: None,
+    "relu6": lambda input, inplace=False: None,
+    "clamp": lambda input, min=None, max=None, *, out=None: None,
+    "cat": lambda tensors, dim=0, *, out=None: None,
+    "softmax": lambda input, dim=None, _stacklevel=3, dtype=None: None,
 }
 
 
@@ -235,7 +244,7 @@ def from_torch(module, example_input, *, check: bool = True):
             raise RuntimeError(f"from_torch: internal error: node {node.name!r} has shape "
                                f"{node.shape}, torch computed {expected[node.name]}")
     if check:
-        _check_forward(torch, graph, module, x)
+        _check_forward(torch, graph, module, x, builder.dropped)
     return graph
 
 
@@ -319,13 +328,15 @@ def _propagate(torch, gm, x):
     return values
 
 
-def _check_forward(torch, graph, module, x):
+def _check_forward(torch, graph, module, x, dropped=None):
     with torch.no_grad():
         ref = module(x.clone())
     if not isinstance(ref, torch.Tensor):  # pragma: no cover - build() already refused this
         raise ValueError("from_torch: the module must return a single tensor")
     ref = ref.detach().numpy()
     got = graph.forward(x.numpy()).reshape(ref.shape)
+    if dropped is not None:  # compare with the dropped final activation put back
+        got = getattr(torch, dropped)(torch.from_numpy(got), dim=-1).numpy()
     scale = max(float(np.abs(ref).max()), 1e-12)
     err = float(np.abs(got - ref).max()) / scale
     if not err < _CHECK_RTOL:
@@ -352,6 +363,7 @@ class _Builder:
         self.names = {_INPUT}
         self.order = {n: i for i, n in enumerate(gm.graph.nodes)}
         self.current = None
+        self.dropped = None  # "softmax" / "log_softmax" when the output's final activation was dropped
         self.by_module, self.by_function, self.by_method = _dispatch_tables(torch)
 
     # --- driver --------------------------------------------------------------------------
@@ -508,6 +520,12 @@ class _Builder:
         return f"{n.op} {n.target!r}"
 
     def _unsupported(self, n, why="is not supported"):
+        key = type(self.modules[n.target]).__name__ if n.op == "call_module" else \
+            getattr(n.target, "__name__", str(n.target))
+        reason = why_not_rate_coded(key)
+        if reason is not None and why == "is not supported":
+            return ValueError(f"{self._where(n)} cannot be converted: {reason}. Replace it by a ReLU (or "
+                              f"ReLU6) and retrain or fine-tune. Supported: {_SUPPORTED}")
         return ValueError(f"{self._where(n)} {why}. Supported: {_SUPPORTED}. Rewrite this part of the "
                             f"model with supported layers, or {_FALLBACK}")
 
@@ -565,11 +583,7 @@ def _need_param(b, n, value, what):
 
 def _conv(b, n, x, weight, bias, stride, padding, dilation, groups, shape):
     x = _need_act(b, n, x)
-    if int(groups) != 1:
-        raise b.refuse(n, f"groups={groups} is not supported (only groups=1); grouped/depthwise "
-                          "convolutions cannot be converted")
-    if _pair(dilation, "dilation", b._where(n)) != [1, 1]:
-        raise b.refuse(n, f"dilation={dilation} is not supported (only dilation 1)")
+    dilation = _pair(dilation, "dilation", b._where(n))
     if len(x.shape) != 3 or weight.ndim != 4:
         raise b.refuse(n, f"only 2-D convolution of (C, H, W) inputs is supported, got input {x.shape}")
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
@@ -577,14 +591,15 @@ def _conv(b, n, x, weight, bias, stride, padding, dilation, groups, shape):
         if padding == "valid":
             pads = [0, 0, 0, 0]
         elif padding == "same":
-            th, tw = kh - 1, kw - 1  # dilation 1; PyTorch puts the odd extra pixel at the end
+            th, tw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)  # the odd extra pixel goes at the end
             pads = [th // 2, tw // 2, th - th // 2, tw - tw // 2]
         else:
             raise b.refuse(n, f"padding={padding!r} must be 'same', 'valid' or ints")
     else:
         ph, pw = _pair(padding, "padding", b._where(n))
         pads = [ph, pw, ph, pw]
-    attrs = {"stride": _pair(stride, "stride", b._where(n)), "padding": pads}
+    attrs = {"stride": _pair(stride, "stride", b._where(n)), "padding": pads, "groups": int(groups),
+             "dilation": dilation}
     return b.node_op(n, "conv", [x], attrs, {"weight": weight, "bias": bias}, shape)
 
 
@@ -750,7 +765,9 @@ def _adaptive(b, n, op, x, shape):
     if (oh, ow) == (h, w):
         return x
     if h % oh or w % ow:
-        raise b.refuse(n, f"adaptive pooling from {(h, w)} to {(oh, ow)} uses uneven windows; only "
+        if op == "avgpool":  # uneven (possibly overlapping) windows: still a linear map
+            return b.node_op(n, "adaptive_avgpool", [x], {"output": [oh, ow]}, {}, shape)
+        raise b.refuse(n, f"adaptive max pooling from {(h, w)} to {(oh, ow)} uses uneven windows; only "
                           "output sizes that divide the input size are supported")
     if op == "avgpool" and (oh, ow) == (1, 1):
         return b.node_op(n, "global_avgpool", [x], {}, {}, shape)
@@ -850,6 +867,8 @@ def _add(b, n, x, y, alpha, inplace, shape):
 
 def _h_add(b, n, args, kwargs, shape):
     a = _bind("add", args, kwargs, b._where(n))
+    if not (isinstance(a["input"], _Act) and isinstance(a["other"], _Act)):
+        return _h_arith(b, n, (a["input"], a["other"]), {"alpha": a["alpha"]}, shape)
     inplace = (n.op == "call_method" and n.target == "add_") or n.target is operator.iadd
     return _add(b, n, a["input"], a["other"], a["alpha"], inplace, shape)
 
@@ -920,6 +939,138 @@ def _h_getitem(b, n, args, kwargs, shape):
     return b.node_op(n, "slice", [x], attrs, {}, shape, base=x)
 
 
+def _clip(b, n, x, lo, hi, inplace, shape):
+    """Bounded ReLU ``min(max(x, 0), hi)`` (ReLU6, Hardtanh(0, a), clamp(0, a)); ``hi`` None is a ReLU."""
+    x = _need_act(b, n, x)
+    if lo is None or float(lo) != 0.0 or (hi is not None and not float(hi) > 0):
+        raise b.refuse(n, f"clamping to [{lo}, {hi}] is not supported: only a lower bound of 0 (a ReLU) and an "
+                          "optional positive upper bound (ReLU6, Hardtanh(0, a)) become spiking neurons; "
+                          "spike rates are non-negative")
+    if hi is None:
+        y = b.node_op(n, "relu", [x], {}, {}, shape)
+    else:
+        y = b.node_op(n, "clip", [x], {"max": float(hi)}, {}, shape)
+    return b.mutate(n, x, y) if inplace else y
+
+
+def _h_relu6(b, n, args, kwargs, shape):
+    if n.op == "call_module":
+        return _clip(b, n, args[0], 0.0, 6.0, b.modules[n.target].inplace, shape)
+    a = _bind("relu6", args, kwargs, b._where(n))
+    return _clip(b, n, a["input"], 0.0, 6.0, a["inplace"], shape)
+
+
+def _h_hardtanh(b, n, args, kwargs, shape):
+    if n.op == "call_module":
+        m = b.modules[n.target]
+        return _clip(b, n, args[0], m.min_val, m.max_val, m.inplace, shape)
+    a = _bind("hardtanh", args, kwargs, b._where(n))
+    return _clip(b, n, a["input"], a["min_val"], a["max_val"], a["inplace"], shape)
+
+
+def _h_clamp(b, n, args, kwargs, shape):
+    a = _bind("clamp", args, kwargs, b._where(n))
+    if any(isinstance(v, (_Act, _Param)) for v in (a["min"], a["max"])):
+        raise b.refuse(n, "clamp with tensor bounds is not supported; use numbers (0 and an upper bound)")
+    inplace = n.op == "call_method" and n.target.endswith("_")
+    return _clip(b, n, a["input"], a["min"], a["max"], inplace, shape)
+
+
+def _h_cat(b, n, args, kwargs, shape):
+    a = _bind("cat", args, kwargs, b._where(n))
+    xs = list(a["tensors"])
+    if not xs or not all(isinstance(x, _Act) for x in xs):
+        raise b.refuse(n, "torch.cat of constant tensors and activations is not supported; concatenate "
+                          "tensors computed from the input only")
+    dim = int(a["dim"]) % (len(xs[0].shape) + 1)
+    if dim == 0:
+        raise b.refuse(n, "concatenation along the batch axis is not supported")
+    if len(xs) == 1:
+        return xs[0]
+    return b.node_op(n, "concat", xs, {"axis": dim - 1}, {}, shape)
+
+
+def _h_permute(b, n, args, kwargs, shape):
+    x = _need_act(b, n, args[0])
+    dims = kwargs.get("dims", args[1:])
+    dims = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else list(dims)
+    rank = len(x.shape) + 1
+    dims = [int(d) % rank for d in dims]
+    if not dims or dims[0] != 0:
+        raise b.refuse(n, f"permute{tuple(dims)} moves the batch axis; keep it first")
+    perm = [d - 1 for d in dims[1:]]
+    if perm == list(range(len(perm))):
+        return x
+    return b.node_op(n, "transpose", [x], {"perm": perm}, {}, shape, base=x)
+
+
+def _per_channel(b, n, c, x):
+    """A constant operand (number or tensor) as one value per channel of ``x`` (axis 0), or refuse."""
+    arr = np.asarray(c.tensor.detach().cpu().numpy() if isinstance(c, _Param) else c, dtype=np.float64)
+    target = (1,) + tuple(x.shape)
+    try:
+        full = np.broadcast_to(arr, target)[0].reshape(x.shape[0], -1)
+    except ValueError:
+        raise b.refuse(n, f"constant of shape {arr.shape} does not broadcast to the per-sample shape {x.shape} "
+                          "without touching the batch axis") from None
+    if not np.all(full == full[:, :1]):
+        raise b.refuse(n, f"the constant of shape {arr.shape} varies inside a channel of the {x.shape} input; only "
+                          "scalars and per-channel constants (e.g. shape (1, C, 1, 1)) fold into the network")
+    return full[:, 0]
+
+
+def _h_arith(b, n, args, kwargs, shape):
+    """x + c, x - c, c - x, x * c, x / c with a constant c: a per-channel affine (like BatchNorm)."""
+    name = (n.target if isinstance(n.target, str) else n.target.__name__).rstrip("_")
+    kind = {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div", "truediv": "div"}.get(name, name)
+    x, y = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    alpha = kwargs.get("alpha", 1)
+    if kind in ("add", "sub") and alpha != 1:
+        raise b.refuse(n, f"alpha={alpha} is not supported (only alpha=1)")
+    if isinstance(x, _Act) and isinstance(y, _Act):
+        if kind == "add":
+            return _h_add(b, n, args, kwargs, shape)
+        raise b.refuse(n, why_not_rate_coded("mul") if kind in ("mul", "div") else
+                       "only the sum of two activations (a residual add) is supported")
+    act_first = isinstance(x, _Act)
+    act, c = (x, y) if act_first else (y, x)
+    act = _need_act(b, n, act)
+    c = _per_channel(b, n, c, act)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    if kind == "add":
+        scale, shift = one, c
+    elif kind == "sub":
+        scale, shift = (one, -c) if act_first else (-one, c)
+    elif kind == "mul":
+        scale, shift = c, zero
+    elif kind == "div" and act_first:
+        scale, shift = 1.0 / c, zero
+    else:
+        raise b.refuse(n, "dividing a constant by an activation is not a linear map and cannot be converted")
+    t = b.torch
+    params = {"mean": t.zeros(len(c)), "var": t.ones(len(c)), "weight": t.from_numpy(scale.astype(np.float32)),
+              "bias": t.from_numpy(shift.astype(np.float32))}
+    y = b.node_op(n, "batchnorm", [act], {"eps": 0.0}, params, shape)
+    inplace = n.target in (operator.iadd, operator.isub, operator.imul, operator.itruediv) or \
+        (n.op == "call_method" and n.target.endswith("_"))
+    return b.mutate(n, act, y) if inplace else y
+
+
+def _h_softmax(b, n, args, kwargs, shape):
+    """A softmax / log-softmax on the logits is dropped (monotone: argmax unchanged)."""
+    x = _need_act(b, n, args[0])
+    if not all(u.op == "output" for u in n.users):
+        raise b.refuse(n, f"cannot be converted: {why_not_rate_coded('softmax')}")
+    name = type(b.modules[n.target]).__name__ if n.op == "call_module" else getattr(n.target, "__name__", n.target)
+    dim = b.modules[n.target].dim if n.op == "call_module" else (args[1] if len(args) > 1 else kwargs.get("dim"))
+    if len(x.shape) != 1 or (dim is not None and int(dim) % 2 != 1):
+        raise b.refuse(n, "only a softmax over the classes of (B, N) logits can be dropped")
+    b.dropped = "log_softmax" if "log" in name.lower() else "softmax"
+    warnings.warn(f"from_torch: the final {b.dropped} ({b._where(n)}) is dropped; the imported graph outputs "
+                  "the logits (argmax, hence the prediction, is unchanged)", UserWarning, stacklevel=4)
+    return x
+
+
 @lru_cache(maxsize=1)
 def _dispatch_tables(torch):
     nn, F = torch.nn, torch.nn.functional
@@ -932,6 +1083,9 @@ def _dispatch_tables(torch):
         (nn.AvgPool2d, _h_avgpool_module), (nn.AdaptiveAvgPool2d, _h_adaptive_avg),
         (nn.AdaptiveMaxPool2d, _h_adaptive_max), (nn.Flatten, _h_reshape), (nn.Unflatten, _h_reshape),
         (nn.ZeroPad2d, _h_pad_module), (nn.ConstantPad2d, _h_pad_module), (nn.Identity, _h_alias),
+        (nn.ConstantPad1d, _h_pad_module), (nn.ConstantPad3d, _h_pad_module),
+        (nn.ReLU6, _h_relu6), (nn.Hardtanh, _h_hardtanh), (nn.Softmax, _h_softmax),
+        (nn.LogSoftmax, _h_softmax),
     ] + [(cls, _h_alias) for cls in dropouts]
     by_function = [
         (F.conv2d, _h_conv_fn), (F.linear, _h_linear_fn), (F.batch_norm, _h_bn_fn),
@@ -945,12 +1099,21 @@ def _dispatch_tables(torch):
         (F.dropout, _h_dropout_fn), (F.dropout1d, _h_dropout_fn), (F.dropout2d, _h_dropout_fn),
         (F.dropout3d, _h_dropout_fn), (F.alpha_dropout, _h_dropout_fn),
         (F.feature_alpha_dropout, _h_dropout_fn),
+        (F.relu6, _h_relu6), (F.hardtanh, _h_hardtanh), (torch.clamp, _h_clamp), (torch.clip, _h_clamp),
+        (torch.cat, _h_cat), (torch.concat, _h_cat), (torch.permute, _h_permute),
+        (operator.mul, _h_arith), (operator.imul, _h_arith), (operator.truediv, _h_arith),
+        (operator.itruediv, _h_arith), (operator.sub, _h_arith), (operator.isub, _h_arith),
+        (torch.mul, _h_arith), (torch.div, _h_arith), (torch.sub, _h_arith),
+        (F.softmax, _h_softmax), (F.log_softmax, _h_softmax), (torch.softmax, _h_softmax),
+        (torch.log_softmax, _h_softmax),
     ]
     by_method = {
         "relu": _h_relu_method, "relu_": _h_relu_method, "add": _h_add, "add_": _h_add,
         "mean": _h_mean, "view": _h_reshape, "reshape": _h_reshape, "flatten": _h_reshape,
         "squeeze": _h_reshape, "unsqueeze": _h_reshape, "contiguous": _h_alias, "detach": _h_alias,
-        "float": _h_alias, "clone": _h_copy,
+        "float": _h_alias, "clone": _h_copy, "clamp": _h_clamp, "clip": _h_clamp, "clamp_": _h_clamp,
+        "permute": _h_permute, "mul": _h_arith, "div": _h_arith, "sub": _h_arith, "mul_": _h_arith,
+        "div_": _h_arith, "sub_": _h_arith, "softmax": _h_softmax, "log_softmax": _h_softmax,
     }
     return by_module, by_function, by_method
 
@@ -959,8 +1122,9 @@ def _dispatch_tables(torch):
 # Graph -> torch.nn.Module
 # ---------------------------------------------------------------------------------------
 
-_TO_TORCH_OPS = ("add", "avgpool", "batchnorm", "conv", "flatten", "global_avgpool", "identity",
-                 "linear", "maxpool", "pad", "relu", "reshape", "slice")
+_TO_TORCH_OPS = ("adaptive_avgpool", "add", "avgpool", "batchnorm", "clip", "concat", "conv", "flatten",
+                 "global_avgpool", "identity", "linear", "maxpool", "pad", "relu", "reshape", "slice",
+                 "transpose")
 
 
 def to_torch(graph):
@@ -973,7 +1137,10 @@ def to_torch(graph):
     BrainCog's converter) or trace with ``torch.fx`` (e.g. SpikingJelly's) find the
     ``nn.ReLU`` / ``nn.MaxPool2d`` / ``nn.Conv2d`` / ``nn.BatchNorm2d`` instances they replace:
 
-    * ``conv``: ``nn.Conv2d`` (asymmetric padding: ``nn.Sequential(nn.ZeroPad2d, nn.Conv2d)``);
+    * ``conv``: ``nn.Conv2d`` with its groups and dilation (asymmetric padding:
+      ``nn.Sequential(nn.ZeroPad2d, nn.Conv2d)``);
+    * ``clip``: ``nn.ReLU6`` for a bound of 6, else ``nn.Hardtanh(0, bound)``;
+    * ``adaptive_avgpool``: ``nn.AdaptiveAvgPool2d(output)``;
     * ``linear``: ``nn.Linear``; ``batchnorm``: ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in
       eval mode with the running statistics;
     * ``relu``: ``nn.ReLU``; ``identity``: ``nn.Identity``; ``flatten``: ``nn.Flatten``;
@@ -983,7 +1150,8 @@ def to_torch(graph):
       and divides by the per-window count, so ``count_include_pad`` keeps its meaning);
     * ``global_avgpool``: ``nn.AdaptiveAvgPool2d(1)``;
     * ``pad``: ``nn.ConstantPad1d/2d/3d`` (value 0) over the per-sample axes;
-    * ``reshape``, ``slice``, ``add``: small modules (``x.reshape``, ``x[:, slices]``, a sum).
+    * ``reshape``, ``slice``, ``add``, ``concat``, ``transpose``: small modules (``x.reshape``,
+      ``x[:, slices]``, a sum, ``torch.cat``, ``x.permute``).
 
     Parameters
     ----------
@@ -1060,14 +1228,17 @@ def _param(torch, a):
 
 
 def _node_module(torch, classes, node, in_shape):
+    from ..graph import conv_geometry
+
     nn = torch.nn
     op, a, p = node.op, node.attrs, node.params
     if op == "conv":
         o, i, kh, kw = p["weight"].shape
         pt, pl, pb, pr = a["padding"]
         sym = pt == pb and pl == pr
-        conv = nn.Conv2d(i, o, (kh, kw), stride=tuple(a["stride"]), padding=(pt, pl) if sym else 0,
-                         bias="bias" in p)
+        groups, dilation = conv_geometry(a)
+        conv = nn.Conv2d(i * groups, o, (kh, kw), stride=tuple(a["stride"]), padding=(pt, pl) if sym else 0,
+                         dilation=tuple(dilation), groups=groups, bias="bias" in p)
         conv.weight = _param(torch, p["weight"])
         if "bias" in p:
             conv.bias = _param(torch, p["bias"])
@@ -1089,6 +1260,14 @@ def _node_module(torch, classes, node, in_shape):
         return bn.eval()
     if op == "relu":
         return nn.ReLU()
+    if op == "clip":
+        return nn.ReLU6() if a["max"] == 6.0 else nn.Hardtanh(0.0, a["max"])
+    if op == "adaptive_avgpool":
+        return nn.AdaptiveAvgPool2d(tuple(a["output"]))
+    if op == "concat":
+        return classes["Concat"](a["axis"])
+    if op == "transpose":
+        return classes["Transpose"](a["perm"])
     if op == "identity":
         return nn.Identity()
     if op == "flatten":
@@ -1172,6 +1351,32 @@ def _torch_classes(torch):
         def extra_repr(self):
             return f"index={self.index[1:]}"
 
+    class Concat(nn.Module):
+        """``torch.cat`` of all inputs along a per-sample axis."""
+
+        def __init__(self, axis):
+            super().__init__()
+            self.axis = int(axis)
+
+        def forward(self, *xs):
+            return torch.cat(xs, dim=1 + self.axis)
+
+        def extra_repr(self):
+            return f"axis={self.axis}"
+
+    class Transpose(nn.Module):
+        """``x.permute(0, *(1 + perm))`` (per-sample axes)."""
+
+        def __init__(self, perm):
+            super().__init__()
+            self.dims = (0,) + tuple(1 + int(k) for k in perm)
+
+        def forward(self, x):
+            return x.permute(self.dims)
+
+        def extra_repr(self):
+            return f"dims={self.dims}"
+
     class Add(nn.Module):
         """Sum of all inputs (residual add)."""
 
@@ -1211,4 +1416,5 @@ def _torch_classes(torch):
             return s / self.count
 
     return {"GraphModule": GraphModule, "Reshape": Reshape, "Slice": Slice, "Add": Add, "Pad": Pad,
+            "Concat": Concat, "Transpose": Transpose,
             "PaddedAvgPool": PaddedAvgPool}

@@ -6,11 +6,12 @@ from .caching import kernel_jit
 
 
 @kernel_jit()
-def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
+def if_image(V, I, const, theta, gamma, v_max, ev_idx, ev_cnt):
     """One step of a population of burst IF neurons of one image; returns the event count.
 
-    ``V += I + const``; ``s = clip(floor(V / theta), 0, gamma)``; ``V -= s * theta``
-    (Eq. 2-4, soft reset; ``gamma`` = Γ, 1 for the plain IF neuron). ``I`` (synaptic current
+    ``V += I + const``; ``s = clip(floor(V / theta), 0, gamma)``; ``V = min(V - s * theta, v_max)``
+    (Eq. 2-4, soft reset; ``gamma`` = Γ, 1 for the plain IF neuron; ``v_max`` = inf except for
+    bounded ReLUs, whose charge above the clamp is dropped). ``I`` (synaptic current
     of this step) is cleared for the next step. Two passes: a vectorised update that writes
     every neuron's count, then a branch-free compaction into the event list.
 
@@ -23,6 +24,8 @@ def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
         Threshold θ.
     gamma : int
         Largest burst Γ.
+    v_max : float32
+        Upper clamp of V after the reset (``inf``: unbounded).
     ev_idx, ev_cnt : int32 (N,)
         Output: neurons (ascending) and multiplicities of the events, first ``n`` valid.
 
@@ -38,7 +41,7 @@ def if_image(V, I, const, theta, gamma, ev_idx, ev_cnt):
         v = V[n] + (I[n] + const[n])
         I[n] = zero
         s = min(max(np.floor(v / theta), zero), g)
-        V[n] = v - s * theta
+        V[n] = min(v - s * theta, v_max)
         ev_cnt[n] = np.int32(s)
     # pass 2 (branch-free compaction, in place: slot ne <= n is written after n is read)
     ne = 0

@@ -78,7 +78,7 @@ def claim_next(typingctx, counter):
 
 
 @kernel_jit()
-def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
+def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
                    V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur, nev,
                    outputs, spikes, events, synops, hist, counts, trains):
     """Simulate image ``b`` of the batch for ``T`` steps in the state arrays of one worker.
@@ -119,7 +119,7 @@ def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias
                 co = pops[p, P_CONST]
                 cst = const[b, co:co + n] if co >= 0 else bias[off:off + n]
                 if kind == POP_IF:
-                    ne = if_image(V[off:off + n], Ib, cst, theta[p], pops[p, P_GAMMA],
+                    ne = if_image(V[off:off + n], Ib, cst, theta[p], pops[p, P_GAMMA], v_max[p],
                                   ev_idx[off:off + n], ev_cnt[off:off + n])
                     h0 = pops[p, P_HIST]
                     spikes[b, t, p] = burst_stats(ev_cnt[off:], ne,
@@ -169,7 +169,7 @@ def simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias
 
 
 @kernel_jit(parallel=True)
-def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
+def simulate_batch(T, n_workers, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
                    x_spk, n_lip, n_mg, outputs, spikes, events, synops, hist, potential, counts,
                    trains):
     """Simulate a batch for ``T`` steps: ``n_workers`` threads, each image on one thread.
@@ -186,6 +186,8 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
         incoming pool connection, offset in ``const`` or -1), in update order.
     theta : float32 (P,)
         Thresholds.
+    v_max : float32 (P,)
+        Upper clamp of V after the reset (``inf``: none; bounded ReLU populations).
     inc_ptr, inc_conn : int64
         Incoming connections of population ``p``: ``inc_conn[inc_ptr[p]:inc_ptr[p+1]]``.
     conns : int64 (C, C_NPARAM)
@@ -245,7 +247,7 @@ def simulate_batch(T, n_workers, pops, theta, inc_ptr, inc_conn, conns, fbuf, ib
         nev = np.empty(P + 1, np.int64)
         b = claim_next(next_image)
         while b < B:
-            simulate_image(b, T, pops, theta, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
+            simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
                            x_spk, V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur,
                            nev, outputs, spikes, events, synops, hist, counts, trains)
             if rec_potential:
