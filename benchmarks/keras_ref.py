@@ -9,8 +9,10 @@ pooling rules (padded cells excluded from max and mean). Layers: InputLayer, Con
 BatchNormalization, Activation/ReLU/Softmax, Add, Concatenate, MaxPooling2D, AveragePooling2D,
 GlobalAveragePooling2D, Flatten, Dropout, and the NNoM fake-quantisation Lambda
 (``tf.fake_quant_with_min_max_vars``: clip to the nudged range, round half up to the grid).
-Anything else raises ValueError. It is checked against the authors' TFLite export on the
-MLPerf Tiny ResNet-8 (``benchmarks/zoo.py`` records the agreement).
+Models saved channels first (``data_format="channels_first"``, BatchNormalization on axis 1)
+are evaluated channels first; files saved by the Theano backend hold true-convolution kernels,
+flipped here. Anything else raises ValueError. It is checked against the authors' TFLite export
+on the MLPerf Tiny ResNet-8 (``benchmarks/zoo.py`` records the agreement).
 """
 
 from __future__ import annotations
@@ -65,22 +67,48 @@ def _weights(group):
     return found
 
 
-def _layer(cls, cfg, w, ins):
+def _channels_first(fn):
+    """Run an NHWC layer function on an NCHW tensor when the layer is channels first."""
+    def wrapped(cls, cfg, w, ins, theano=False):
+        if cfg.get("data_format") == "channels_first":
+            out = fn(cls, cfg, w, [v.transpose(0, 2, 3, 1) for v in ins], theano)
+            return out.transpose(0, 3, 1, 2)
+        return fn(cls, cfg, w, ins, theano)
+    return wrapped
+
+
+@_channels_first
+def _spatial(cls, cfg, w, ins, theano):
     x = ins[0]
-    if cls in ("InputLayer", "Dropout"):
-        return x
     if cls == "Conv2D":
         if cfg.get("dilation_rate", [1, 1]) != [1, 1]:
             raise ValueError("dilated Conv2D not supported")
         win = _windows(x, cfg["kernel_size"], cfg["strides"], cfg["padding"], 0.0)
-        y = np.einsum("nhwijc,ijco->nhwo", win, w["kernel"])
+        kernel = w["kernel"][::-1, ::-1] if theano else w["kernel"]
+        y = np.einsum("nhwijc,ijco->nhwo", win, kernel)
         return _activation(y + w["bias"] if cfg["use_bias"] else y, cfg["activation"])
+    fill = -np.inf if cls == "MaxPooling2D" else np.nan
+    win = _windows(x, cfg["pool_size"], cfg["strides"], cfg["padding"], fill)
+    return win.max(axis=(3, 4)) if cls == "MaxPooling2D" else np.nanmean(win, axis=(3, 4))
+
+
+def _layer(cls, cfg, w, ins, theano=False):
+    x = ins[0]
+    if cls in ("InputLayer", "Dropout"):
+        return x
+    if cls in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+        return _spatial(cls, cfg, w, ins, theano)
     if cls == "Dense":
         y = x @ w["kernel"]
         return _activation(y + w["bias"] if cfg["use_bias"] else y, cfg["activation"])
     if cls == "BatchNormalization":
-        scale = w.get("gamma", 1.0) / np.sqrt(w["moving_variance"] + cfg["epsilon"])
-        return (x - w["moving_mean"]) * scale + w.get("beta", 0.0)
+        axis = cfg.get("axis", -1)
+        shape = [1] * x.ndim
+        shape[axis[0] if isinstance(axis, list) else axis] = -1  # Keras >= 2.4 stores a list
+        c = len(w["moving_mean"])
+        gamma, beta = w.get("gamma", np.ones(c)), w.get("beta", np.zeros(c))
+        scale = gamma / np.sqrt(w["moving_variance"] + cfg["epsilon"])
+        return (x - w["moving_mean"].reshape(shape)) * scale.reshape(shape) + beta.reshape(shape)
     if cls == "Activation":
         return _activation(x, cfg["activation"])
     if cls == "ReLU":
@@ -93,10 +121,6 @@ def _layer(cls, cfg, w, ins):
         return sum(ins)
     if cls == "Concatenate":
         return np.concatenate(ins, axis=cfg["axis"])
-    if cls in ("MaxPooling2D", "AveragePooling2D"):
-        fill = -np.inf if cls == "MaxPooling2D" else np.nan
-        win = _windows(x, cfg["pool_size"], cfg["strides"], cfg["padding"], fill)
-        return win.max(axis=(3, 4)) if cls == "MaxPooling2D" else np.nanmean(win, axis=(3, 4))
     if cls == "GlobalAveragePooling2D":
         return x.mean(axis=(1, 2))
     if cls == "Flatten":
@@ -107,9 +131,10 @@ def _layer(cls, cfg, w, ins):
     raise ValueError(f"Keras layer {cls} ({cfg.get('name')}) not supported by the reference")
 
 
-def keras_forward(path, x_nhwc):
-    """Outputs of the Keras model stored in ``path`` on NHWC float input ``x_nhwc`` (float64).
+def keras_forward(path, x):
+    """Outputs of the Keras model stored in ``path`` on float input ``x`` (float64 result).
 
+    ``x`` is in the model's own layout: NHWC, or NCHW for a channels-first model.
     Single-input, single-output functional or Sequential models of the layers listed in the
     module docstring.
     """
@@ -117,10 +142,11 @@ def keras_forward(path, x_nhwc):
 
     with h5py.File(path, "r") as f:
         config = json.loads(f.attrs["model_config"])
+        theano = f.attrs.get("backend") == "theano"
         weights = {name: _weights(f["model_weights"][name]) for name in f["model_weights"]}
-    layers = config["config"]["layers"]
+    layers = config["config"]["layers"] if isinstance(config["config"], dict) else config["config"]
     values = {}
-    x = np.asarray(x_nhwc, np.float64)
+    x = np.asarray(x, np.float64)
     for i, layer in enumerate(layers):
         cfg, cls = layer["config"], layer["class_name"]
         nodes = layer.get("inbound_nodes") or []
@@ -130,6 +156,14 @@ def keras_forward(path, x_nhwc):
             ins = [x]
         else:  # a Sequential model: each layer reads the previous one
             ins = [values[layers[i - 1]["config"]["name"]]]
-        values[cfg["name"]] = _layer(cls, cfg, weights.get(cfg["name"], {}), ins)
-    out = config["config"].get("output_layers")
+        values[cfg["name"]] = _layer(cls, cfg, weights.get(cfg["name"], {}), ins, theano)
+    out = config["config"].get("output_layers") if isinstance(config["config"], dict) else None
     return values[out[0][0] if out else layers[-1]["config"]["name"]]
+
+
+def channels_first(path):
+    """Whether the Keras model in ``path`` takes channels-first (NCHW) input."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return '"channels_first"' in str(f.attrs["model_config"])

@@ -104,7 +104,9 @@ def source_checks(name, x, directory):
         return []
     as_trained = zoo_models.load_model(name, directory, quantised=True)
     probs = softmax(torch_forward(as_trained, x))
-    keras = keras_ref.keras_forward(zoo_models.weight_path(name, directory), x.transpose(0, 2, 3, 1))
+    path = zoo_models.weight_path(name, directory)
+    keras = keras_ref.keras_forward(path, x if keras_ref.channels_first(path) else
+                                    x.transpose(0, 2, 3, 1))
     checks = [agreement(probs, keras, "the .h5 graph and weights (keras_ref, NumPy)")]
     tfl = zoo_models.tflite_outputs(name, x, directory)
     if tfl is not None:

@@ -125,6 +125,24 @@ def _nnom_entry(name, fname, path, digest, head, first_kernel):
         extra={"head": head, "first_kernel": first_kernel})
 
 
+ZOO["snntoolbox_cnn_bn"] = ZooEntry(
+    name="snntoolbox_cnn_bn",
+    title="CIFAR-10 CNN with BatchNorm and overlapping max pooling (SNN toolbox, AlexNet-style)",
+    repo="NeuromorphicProcessorProject/snn_toolbox",
+    commit="189874302de894294bd5bb482d2ca09a89afd32f",
+    files={"snntoolbox_cnn_bn.h5": (
+        "ann_architectures/cifar10/81.45.h5",
+        "5756c925b9874605166d08ab1a2732934d4ca6f0f974de48dc785369d8519b9e")},
+    licence="MIT",
+    framework="Keras 2.0.4 (Theano backend, channels first), HDF5",
+    features=("Keras-made (Theano: flipped kernels)", "BatchNorm after every conv",
+              "overlapping max pooling 3x3 stride 2", "channels-first flatten",
+              "final softmax (dropped: argmax unchanged)"),
+    mean=(0.0,), std=(1.0,),
+    reported="81.45 % (the file name; original CIFAR-10 test set)",
+    builder="snntoolbox_cnn",
+)
+
 ZOO["nnom_densenet_avg"] = _nnom_entry(
     "nnom_densenet_avg", "nnom_densenet_avg.h5",
     "examples/mnist-densenet/model/keras_cifar10_model.h5/keras_cifar10_model.h5",
@@ -350,6 +368,40 @@ def nnom_densenet(first_kernel=3, head="average", quantised=False):
     return DenseNet()
 
 
+def snntoolbox_cnn():
+    """The CIFAR-10 CNN with batch normalisation of the SNN toolbox's architecture scripts
+    (Rueckauer et al. 2017; an AlexNet-style stack, Keras, channels first, 3x32x32 in [0, 1]).
+
+    conv 5x5 (64, 'same') + BN + ReLU, max pool 3x3 stride 2; conv 5x5 (64, 'same') + BN +
+    ReLU, max pool 3x3 stride 2 (overlapping windows, 'valid'); conv 3x3 (64, 'valid') + BN +
+    ReLU; conv 3x3 (32, 'valid') + BN + ReLU; flatten (channels first, as torch) and a dense
+    layer to 10 classes (the softmax is dropped). Dropout layers of training are identities.
+    Module names are the Keras layer names.
+    """
+    torch, nn, F = _torch()
+
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            for i, (cin, cout, k) in enumerate(((3, 64, 5), (64, 64, 5), (64, 64, 3),
+                                                (64, 32, 3))):
+                setattr(self, f"conv2d_{i + 1}", nn.Conv2d(cin, cout, k, padding=2 if k == 5 else 0))
+                setattr(self, f"batch_normalization_{i + 1}", nn.BatchNorm2d(cout, eps=1e-3))
+            self.dense_1 = nn.Linear(288, 10)
+
+        def block(self, i, x):
+            bn = getattr(self, f"batch_normalization_{i}")
+            return F.relu(bn(getattr(self, f"conv2d_{i}")(x)))
+
+        def forward(self, x):
+            x = F.max_pool2d(self.block(1, x), 3, 2)
+            x = F.max_pool2d(self.block(2, x), 3, 2)
+            x = self.block(4, self.block(3, x))
+            return self.dense_1(torch.flatten(x, 1))
+
+    return CNN()
+
+
 def _keras_name(base, i):
     return base if i == 0 else f"{base}_{i}"
 
@@ -373,27 +425,34 @@ def _load_keras_h5(module, path):
 
     Conv kernels are stored (kh, kw, cin, cout) and become (cout, cin, kh, kw); dense kernels
     (in, out) become (out, in); BatchNormalization gamma/beta/moving_mean/moving_variance map to
-    weight/bias/running_mean/running_var. Every Keras weight must be used exactly once.
+    weight/bias/running_mean/running_var. Every Keras weight must be used exactly once. Files
+    saved with the Theano backend hold true-convolution kernels (Theano flips the filter; Keras
+    2 only converts between backends on request, ``convert_all_kernels_in_model``): they are
+    flipped in both spatial axes to become the cross-correlation kernels torch uses.
     """
     import h5py
     import torch
 
     used = set()
     with h5py.File(path, "r") as f:
+        theano = f.attrs.get("backend") == "theano"
         group = f["model_weights"]
         for name, layer in module.named_children():
             weights = {}
-            group[name].visititems(lambda k, v: weights.__setitem__(k.split("/")[-1], v[()])
-                                   if hasattr(v, "shape") else None)
+            group[name].visititems(lambda k, v: weights.__setitem__(
+                k.split("/")[-1].split(":")[0], v[()]) if hasattr(v, "shape") else None)
             used.add(name)
-            if "kernel:0" in weights:
-                k = weights["kernel:0"]
-                k = k.transpose(3, 2, 0, 1) if k.ndim == 4 else k.T
-                pairs = {"weight": k, "bias": weights["bias:0"]}
+            if "kernel" in weights:
+                k = weights["kernel"]
+                if k.ndim == 4:
+                    k = (k[::-1, ::-1] if theano else k).transpose(3, 2, 0, 1)
+                else:
+                    k = k.T
+                pairs = {"weight": k, "bias": weights["bias"]}
             else:
-                pairs = {"weight": weights["gamma:0"], "bias": weights["beta:0"],
-                         "running_mean": weights["moving_mean:0"],
-                         "running_var": weights["moving_variance:0"]}
+                pairs = {"weight": weights["gamma"], "bias": weights["beta"],
+                         "running_mean": weights["moving_mean"],
+                         "running_var": weights["moving_variance"]}
             for attr, value in pairs.items():
                 target = getattr(layer, attr)
                 if tuple(target.shape) != value.shape:
@@ -417,6 +476,8 @@ def load_model(name, directory=None, quantised=False):
         return _load_torch_checkpoint(cifar_resnet(e.extra["depth"]), path).eval()
     if e.builder == "resnet8":
         return _load_keras_h5(resnet8(), path).eval()
+    if e.builder == "snntoolbox_cnn":
+        return _load_keras_h5(snntoolbox_cnn(), path).eval()
     if e.builder == "nnom_densenet":
         module = nnom_densenet(e.extra["first_kernel"], e.extra["head"], quantised=quantised)
         return _load_keras_h5(module, path).eval()

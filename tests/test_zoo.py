@@ -146,3 +146,50 @@ def test_zoo_model_imports_like_its_source(name):
     graph = from_torch(module, x[:4])
     assert zoo.rel_error(graph.forward(x), ref) < 1e-4
     assert (ref.argmax(1) == y).mean() >= 0.5  # the weights are trained, not random
+
+
+def test_keras_ref_channels_first_theano_kernels(tmp_path):
+    """A channels-first Sequential model saved by the Theano backend (Keras 2.0 format: layer
+    list, no InputLayer, weight names without ':0'): kernels are true convolutions, so the
+    cross-correlation kernel is the stored one flipped; BatchNormalization on axis 1; flatten in
+    channel-first order. Float64 both sides (1e-9)."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(1)
+    kernel, bias = rng.normal(size=(3, 3, 2, 4)), rng.normal(size=4)
+    bn = {k: rng.uniform(0.5, 2, 4) for k in ("gamma", "beta", "moving_mean", "moving_variance")}
+    dense_k, dense_b = rng.normal(size=(16, 3)), rng.normal(size=3)
+    layers = [
+        {"class_name": "Conv2D", "config": {"name": "conv2d_1", "filters": 4, "kernel_size": [3, 3],
+                                            "strides": [1, 1], "padding": "valid",
+                                            "data_format": "channels_first", "activation": "relu",
+                                            "use_bias": True, "batch_input_shape": [None, 2, 8, 8]}},
+        {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 1, "epsilon": 1e-3}},
+        {"class_name": "MaxPooling2D", "config": {"name": "pool", "pool_size": [3, 3],
+                                                  "strides": [2, 2], "padding": "valid",
+                                                  "data_format": "channels_first"}},
+        {"class_name": "Flatten", "config": {"name": "flat"}},
+        {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "linear",
+                                           "use_bias": True}},
+    ]
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": layers})
+        f.attrs["backend"] = "theano"
+        g = f.create_group("model_weights")
+        for lname, arrays in (("conv2d_1", {"kernel": kernel, "bias": bias}), ("bn", bn),
+                              ("dense_1", {"kernel": dense_k, "bias": dense_b})):
+            for k, v in arrays.items():
+                g.create_dataset(f"{lname}/{lname}/{k}", data=v)
+        for lname in ("pool", "flat"):
+            g.create_group(lname)
+    x = rng.normal(size=(2, 2, 8, 8))
+    assert keras_ref.channels_first(tmp_path / "t.h5")
+    out = keras_ref.keras_forward(tmp_path / "t.h5", x)
+
+    w = torch.tensor(kernel[::-1, ::-1].copy()).permute(3, 2, 0, 1)
+    a = F.relu(F.conv2d(torch.tensor(x), w, torch.tensor(bias)))
+    t = {k: torch.tensor(v).view(1, -1, 1, 1) for k, v in bn.items()}
+    a = (a - t["moving_mean"]) / torch.sqrt(t["moving_variance"] + 1e-3) * t["gamma"] + t["beta"]
+    a = F.max_pool2d(a, 3, 2).flatten(1)
+    ref = (a @ torch.tensor(dense_k) + torch.tensor(dense_b)).numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
