@@ -44,7 +44,7 @@ import zoo_models  # noqa: E402
 
 MNIST = SHARED / "data" / "mnist"
 
-T_REPORT = (16, 32, 64)
+T_REPORT = (16, 32, 64)  # plus the last step simulated when --T is larger
 
 
 def rel_error(out, ref):
@@ -216,7 +216,7 @@ def run_model(name, args, log=print):
     model = get_energy_model("45nm-fp32")  # 4.6 pJ/MAC, 0.9 pJ/AC
     rec["snn"] = {str(t): {"accuracy": float(acc[t - 1]),
                            "energy_ratio": float(model.compare(graph, result, upto=t)["ratio"])}
-                  for t in T_REPORT if t <= args.T}
+                  for t in report_steps(args.T)}
     rates = firing_rates(net, result)
     rec["mean_firing_rate"] = float(np.mean(list(rates.values()))) if rates else 0.0
     rec["snn_accuracy_curve"] = [float(a) for a in acc]
@@ -225,12 +225,18 @@ def run_model(name, args, log=print):
     return rec
 
 
+def report_steps(T):
+    """The steps reported: 16, 32, 64 (those <= T) and T itself."""
+    return sorted({t for t in T_REPORT if t <= T} | {T})
+
+
 def pct(v):
     return "—" if v is None else f"{100 * v:.2f}"
 
 
 def markdown(results, meta):
     """The zoo table (Markdown)."""
+    steps = report_steps(meta["T"])
     rows = []
     for r in results:
         snn = r.get("snn", {})
@@ -238,16 +244,16 @@ def markdown(results, meta):
         rows.append([
             f"[{r['model']}]({r['source']})", r["licence"], "; ".join(r["features"]),
             pct(r.get("ann_accuracy")),
-            *(pct(snn.get(str(t), {}).get("accuracy")) for t in T_REPORT),
+            *(pct(snn.get(str(t), {}).get("accuracy")) for t in steps),
             "—" if gap is None else f"{100 * gap:+.2f}",
             f"{r['mean_firing_rate']:.4f}" if "mean_firing_rate" in r else "—",
             *(f"{100 * snn[str(t)]['energy_ratio']:.1f} %" if str(t) in snn else "—"
-              for t in T_REPORT),
+              for t in steps),
             " / ".join(f"{r[k]:.1e}" if k in r else "refused"
                        for k in ("from_torch_rel_error", "onnx_rel_error"))])
-    header = ["model", "licence", "structure", "ANN %", "SNN T=16", "SNN T=32", "SNN T=64",
-              "ANN−SNN T=64 (pt)", "firing rate", "E ratio T=16", "E ratio T=32",
-              "E ratio T=64", "import rel. err. torch / ONNX"]
+    header = ["model", "licence", "structure", "ANN %", *(f"SNN T={t}" for t in steps),
+              "ANN−SNN T=64 (pt)", "firing rate", *(f"E ratio T={t}" for t in steps),
+              "import rel. err. torch / ONNX"]
     lines = ["# Model zoo: pretrained third-party CNNs converted with the defaults", "",
              meta["data"], "", md_table(header, rows), ""]
     for r in results:
@@ -297,7 +303,7 @@ def main(argv=None):
             "settings": (f"`eventsnn.convert` defaults (burst-percentile p=99.9, Γ=5, LIPool), "
                          f"numba engine, direct input, T up to {args.T}; E ratio = E_SNN/E_ANN "
                          "at 4.6 pJ/MAC and 0.9 pJ/AC. Import rel. error = max |graph − torch| "
-                         "/ max |torch| over the test images.")}
+                         "/ max |torch| over the test images."), "T": args.T}
     info = machine_info()
     meta["machine"] = machine_md(info)
     results = []
