@@ -193,3 +193,44 @@ def test_keras_ref_channels_first_theano_kernels(tmp_path):
     a = F.max_pool2d(a, 3, 2).flatten(1)
     ref = (a @ torch.tensor(dense_k) + torch.tensor(dense_b)).numpy()
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
+
+
+def test_zoo_fetch_takes_pinned_commit_and_checks_sha256(tmp_path, monkeypatch):
+    """zoo_fetch reads the file at the pinned commit (not the branch tip), writes it under its
+    zoo name, and refuses a file whose sha256 differs."""
+    import dataclasses
+    import hashlib
+    import subprocess
+
+    import zoo_fetch
+
+    repo = tmp_path / "src"
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                              text=True, env={"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
+                                              "GIT_COMMITTER_NAME": "a",
+                                              "GIT_COMMITTER_EMAIL": "a@b",
+                                              "PATH": "/usr/bin:/bin"}).stdout.strip()
+
+    git("init", "-q")
+    (repo / "w.bin").write_bytes(b"pinned weights")
+    git("add", "w.bin")
+    git("commit", "-qm", "one")
+    pinned = git("rev-parse", "HEAD")
+    (repo / "w.bin").write_bytes(b"later weights")
+    git("commit", "-qam", "two")
+    digest = hashlib.sha256(b"pinned weights").hexdigest()
+    fake = dataclasses.replace(zoo_models.ZOO["mlperf_resnet8"], name="fake", repo="o/src",
+                               commit=pinned, files={"fake.bin": ("w.bin", digest)})
+    monkeypatch.setitem(zoo_models.ZOO, "fake", fake)
+    out = tmp_path / "zoo"
+    zoo_fetch.fetch("fake", out, {"o/src": str(repo)}, None, log=lambda *_: None)
+    assert (out / "fake.bin").read_bytes() == b"pinned weights"
+    (out / "fake.bin").unlink()
+    bad = dataclasses.replace(fake, files={"fake.bin": ("w.bin", "0" * 64)})
+    monkeypatch.setitem(zoo_models.ZOO, "fake", bad)
+    with pytest.raises(RuntimeError, match="sha256"):
+        zoo_fetch.fetch("fake", out, {"o/src": str(repo)}, None, log=lambda *_: None)
+    assert not (out / "fake.bin").exists()
