@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,12 +82,25 @@ class _Walker:
     def __init__(self, graph, pooling):
         self.g, self.pooling = graph, pooling
         self.pops = {}     # name -> _Pop, in creation (= topological) order
-        self.values = {}   # node name -> ("pop", name) | ("expr", _Expr)
+        self.values = {}   # node name -> ("pop", name) | ("expr", _Expr) | ("cat", (node, axis, parts))
         self.used = {INPUT}
+        self.output = self._logits()
         self.live = self._ancestors()
 
+    def _logits(self):
+        """The output node, past a final ReLU / bounded ReLU on the logits (dropped, with a warning)."""
+        out = self.g.output
+        while self.g.node(out).op in ("relu", "clip") and self.g.node(out).inputs[0] != self.g.input_name:
+            node = self.g.node(out)
+            warnings.warn(f"convert: the {node.op} on the logits (node {out!r}) is dropped; the output integrator "
+                          "accumulates the logits themselves, so the prediction (argmax) is the ANN's wherever "
+                          "its largest logit is positive (below 0 the ANN's own output ties at 0)",
+                          UserWarning, stacklevel=4)
+            out = node.inputs[0]
+        return out
+
     def _ancestors(self):
-        live, stack = set(), [self.g.output]
+        live, stack = set(), [self.output]
         while stack:
             n = stack.pop()
             if n in live or n == self.g.input_name:
@@ -144,8 +158,8 @@ class _Walker:
         for node in g.nodes:
             if node.name in self.live:
                 self.values[node.name] = self._visit(node)
-        out = self._expr(g.output)
-        self._add_pop(_Pop(self._name("output"), "output", g.output_shape, g.output, expr=out))
+        out = self._expr(self.output)
+        self._add_pop(_Pop(self._name("output"), "output", g.output_shape, self.output, expr=out))
         return list(self.pops.values())
 
     def _fail(self, node, why):
@@ -204,13 +218,14 @@ class _Walker:
         return ("expr", _Expr([(s, chain + (lin,)) for s, chain in e.terms],
                               np.ascontiguousarray(bias, dtype=np.float32)))
 
-    def _pops_of(self, value):
-        """Population names if ``value`` is a population or a concatenation of populations, else None."""
+    def _pops_of(self, value, channels_only=False):
+        """Population names if ``value`` is a population or a concatenation of populations (along
+        channels only, if asked), else None."""
         kind, v = value
         if kind == "pop":
             return [v]
-        if kind == "cat":
-            names = [self._pops_of(part) for part in v[2]]
+        if kind == "cat" and (v[1] == 0 or not channels_only):
+            names = [self._pops_of(part, channels_only) for part in v[2]]
             return None if any(n is None for n in names) else [p for n in names for p in n]
         return None
 
@@ -255,8 +270,8 @@ class _Walker:
         (src,) = node.inputs
         kind, v = self.values[src]
         if kind == "cat":  # pooling acts per channel: pool every population of the concatenation
-            pops = self._pops_of((kind, v))
-            if pops is None or v[1] != 0:
+            pops = self._pops_of((kind, v), channels_only=True)
+            if pops is None:
                 raise self._fail(node, "max pooling of a concatenation needs every part to be a ReLU output "
                                        "(concatenated along channels); use pooling='avg' otherwise")
             return ("cat", (node.name, 0, [self._pool_pop(node, p, None) for p in pops]))
@@ -265,7 +280,7 @@ class _Walker:
             if affine is not None:
                 return affine
             consumers = [c for c in self.g.consumers(node.name) if c.name in self.live]
-            if node.name == self.g.output or len(consumers) != 1 or consumers[0].op != "relu":
+            if node.name == self.output or len(consumers) != 1 or consumers[0].op != "relu":
                 raise self._fail(node, "max pooling of a signal that is neither a ReLU output nor a "
                                        "non-negative per-channel affine map of one cannot be converted "
                                        "(spike rates are non-negative; a negative scale turns the max into "

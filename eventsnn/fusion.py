@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from .graph import OPS, Node, conv2d
 from .network import (ConvConnection, DenseConnection, IdentityConnection,
-                      SparseConnection, _structural_csr, axis_taps)
+                      SparseConnection, conv_csr)
 
 __all__ = ["LinOp", "Scale", "Conv", "Dense", "Structural", "apply_chain", "compile_terms"]
 
@@ -300,35 +300,6 @@ def _match_conv(chain, g):
     return w, conv
 
 
-def conv_csr(weight, stride, padding, groups, dilation, src_shape, dst_shape):
-    """Structural CSR ``(n_src, n_dst)`` of a grouped and/or dilated convolution.
-
-    Output ``(o, y, x)`` reads input ``(g(o) * I + j, y * s - p + ky * d, x * s - p + kx * d)``
-    through ``weight[o, j, ky, kx]`` with ``g(o) = o // (O / groups)``; taps in the padding
-    are not synapses, every other tap is (zero weights included, as in
-    :meth:`eventsnn.network.ConvConnection.to_csr`), so the fan-out counts real synapses only.
-    """
-    o_n, i_n, kh, kw = weight.shape
-    _, h, w = src_shape
-    _, ho, wo = dst_shape
-    dy, dx = dilation
-    taps_y = axis_taps(h, ho, (kh - 1) * dy + 1, stride[0], padding[0])[::dy]
-    taps_x = axis_taps(w, wo, (kw - 1) * dx + 1, stride[1], padding[1])[::dx]
-    oc = np.arange(o_n)[:, None, None, None]
-    ic = (oc // (o_n // groups)) * i_n + np.arange(i_n)[None, :, None, None]
-    rows, cols, data = [], [], []
-    for ky, (oy, iy) in enumerate(taps_y):
-        for kx, (ox, ix) in enumerate(taps_x):
-            src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
-            dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
-            shape = (o_n, i_n, len(oy), len(ox))
-            rows.append(np.broadcast_to(src, shape).ravel())
-            cols.append(np.broadcast_to(dst, shape).ravel())
-            data.append(np.broadcast_to(weight[:, :, ky, kx][:, :, None, None], shape).ravel())
-    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
-    return _structural_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(data), (n_src, n_dst))
-
-
 def _match_dense(chain, g):
     core = [k for k, op in enumerate(chain) if not isinstance(op, Scale)]
     if not core or not isinstance(chain[core[-1]], Dense):
@@ -426,8 +397,8 @@ def compile_chain(src, dst, chain, src_shape, dst_shape):
         w, c = conv
         if not c.plain:  # grouped / dilated: the exact synapses as CSR (no zero-filled kernel)
             return SparseConnection(src, dst, src_shape, dst_shape,
-                                    matrix=conv_csr(w.astype(np.float32), c.stride, c.padding, c.groups,
-                                                    c.dilation, src_shape, dst_shape))
+                                    matrix=conv_csr(w.astype(np.float32), c.stride, c.padding, src_shape,
+                                                    dst_shape, c.groups, c.dilation))
         return ConvConnection(src, dst, src_shape, dst_shape, weight=w.astype(np.float32),
                               stride=c.stride, padding=c.padding)
     dense = _match_dense(chain, g)

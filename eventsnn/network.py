@@ -69,6 +69,35 @@ def axis_fan_out(n_in, n_out, kernel, stride, pad_begin):
     return counts
 
 
+def conv_csr(weight, stride, padding, src_shape, dst_shape, groups=1, dilation=(1, 1)):
+    """Structural CSR ``(n_src, n_dst)`` of a 2-D convolution, optionally grouped and dilated.
+
+    Output ``(o, y, x)`` reads input ``(g(o) * I + j, y * s - p + ky * d, x * s - p + kx * d)``
+    through ``weight[o, j, ky, kx]`` (``weight`` is ``(O, I, kh, kw)`` with ``I`` input channels
+    per group, ``g(o) = o // (O / groups)``); taps in the padding are not synapses, every other
+    tap is (zero weights included), so row lengths are the structural fan-outs.
+    """
+    o_n, i_n, kh, kw = weight.shape
+    _, h, w = src_shape
+    _, ho, wo = dst_shape
+    dy, dx = dilation
+    taps_y = axis_taps(h, ho, (kh - 1) * dy + 1, stride[0], padding[0])[::dy]
+    taps_x = axis_taps(w, wo, (kw - 1) * dx + 1, stride[1], padding[1])[::dx]
+    oc = np.arange(o_n)[:, None, None, None]
+    ic = (oc // (o_n // groups)) * i_n + np.arange(i_n)[None, :, None, None]
+    rows, cols, data = [], [], []
+    for ky, (oy, iy) in enumerate(taps_y):
+        for kx, (ox, ix) in enumerate(taps_x):
+            src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
+            dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
+            shape = (o_n, i_n, len(oy), len(ox))
+            rows.append(np.broadcast_to(src, shape).ravel())
+            cols.append(np.broadcast_to(dst, shape).ravel())
+            data.append(np.broadcast_to(weight[:, :, ky, kx][:, :, None, None], shape).ravel())
+    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
+    return _structural_csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(data), (n_src, n_dst))
+
+
 def _structural_csr(rows, cols, data, shape):
     """CSR matrix that keeps every listed entry, explicit zeros included (they are synapses)."""
     order = np.lexsort((cols, rows))
@@ -287,23 +316,7 @@ class ConvConnection(Connection):
         return np.broadcast_to(per_pos, (c, h, w)).reshape(-1).astype(np.int64)
 
     def to_csr(self):
-        o_n, i_n, _, _ = self.weight.shape
-        _, h, w = self.src_shape
-        _, ho, wo = self.dst_shape
-        taps_y, taps_x = self._taps()
-        rows, cols, data = [], [], []
-        oc = np.arange(o_n)[:, None, None, None]
-        ic = np.arange(i_n)[None, :, None, None]
-        for ky, (oy, iy) in enumerate(taps_y):
-            for kx, (ox, ix) in enumerate(taps_x):
-                src = (ic * h + iy[None, None, :, None]) * w + ix[None, None, None, :]
-                dst = (oc * ho + oy[None, None, :, None]) * wo + ox[None, None, None, :]
-                shape = (o_n, i_n, len(oy), len(ox))
-                rows.append(np.broadcast_to(src, shape).ravel())
-                cols.append(np.broadcast_to(dst, shape).ravel())
-                data.append(np.broadcast_to(self.weight[:, :, ky, kx][:, :, None, None], shape).ravel())
-        return _structural_csr(np.concatenate(rows), np.concatenate(cols),
-                               np.concatenate(data), (self.n_src, self.n_dst))
+        return conv_csr(self.weight, self.stride, self.padding, self.src_shape, self.dst_shape)
 
     def apply(self, x):
         from .graph import conv2d

@@ -14,10 +14,11 @@ import pytest
 
 from eventsnn.convert import POOLINGS, analog_forward, ann_activations, convert
 from eventsnn.engine import simulate
-from eventsnn.fusion import Conv, conv_csr, probe
+from eventsnn.fusion import Conv, probe
 from eventsnn.graph import Graph, Node, conv2d
-from eventsnn.network import ConvConnection, Population, SparseConnection, SpikingNetwork
+from eventsnn.network import ConvConnection, Population, SpikingNetwork, conv_csr
 from test_convert import RTOL, Builder, calib, scale_bcast
+from fuzz_models import dyadic_version
 from test_engine_equivalence import assert_identical, run_both
 
 
@@ -134,24 +135,6 @@ def test_analog_forward_equals_ann(name, channelwise, pooling):
     assert_matches_ann(net, ann, calib(g, 6, seed=1) * 3)
 
 
-def dyadic_version(net):
-    """The network with every weight, bias and scale rounded to a multiple of 2^-6 (|w| <= 4):
-    float32 sums of such values are exact in any order, so engines must agree bit for bit."""
-    def q(a):
-        return np.asarray(np.clip(np.round(np.asarray(a, np.float64) * 64) / 64, -4, 4), dtype=np.float32)
-
-    for c in net.connections:
-        for attr in ("weight", "scale"):
-            if getattr(c, attr, None) is not None:
-                setattr(c, attr, q(getattr(c, attr)))
-        if isinstance(c, SparseConnection):
-            c.matrix.data = q(c.matrix.data)
-    for p in net.populations:
-        if p.bias is not None:
-            p.bias = q(p.bias)
-    return net
-
-
 @pytest.mark.filterwarnings("ignore:.*calibration activations are 0")
 @pytest.mark.parametrize("pooling", ["lipool", "maxgate"])
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -232,7 +215,7 @@ def test_grouped_conv_csr_holds_exactly_the_synapses(groups, dilation, stride):
     x = rng.normal(size=(2,) + src).astype(np.float32)
     y = conv2d(x, w, None, stride, pad, groups, dilation)
     conv = Conv(w, [stride] * 2, pad, src, y.shape[1:], groups, [dilation] * 2)
-    m = conv_csr(w, [stride] * 2, pad, groups, [dilation] * 2, src, y.shape[1:])
+    m = conv_csr(w, [stride] * 2, pad, src, y.shape[1:], groups, [dilation] * 2)
     ref = probe([conv], src)  # response to every unit input: exact zeros are no synapses
     assert (m != ref).nnz == 0 and m.nnz == ref.nnz
     np.testing.assert_allclose((x.reshape(2, -1) @ m).reshape(y.shape), y, rtol=1e-5, atol=1e-5)
@@ -270,3 +253,41 @@ def test_dense_twin_agrees_on_dyadic_conversions(name):
     r = simulate(net, x, 6, engine="numba", progress=False)
     with torch.inference_mode():
         np.testing.assert_array_equal(DenseTorchSNN(net).run(x, 6).numpy(), r.outputs)
+
+
+def test_final_relu_on_the_logits_is_dropped():
+    b = OpsBuilder((2, 6, 6), 5)
+    x = b.relu(b.conv("input", 3))
+    b.clip(b.relu(b.linear(b.flatten(x), 4)), 6.0)
+    g = b.graph()
+    with pytest.warns(UserWarning, match=r"relu on the logits \(node 'relu4'\) is dropped.*argmax"):
+        net = convert(g, calib(g))
+    assert net.output.ann_node == "linear3" and [p.kind for p in net.populations] == ["if", "output"]
+    logits = g.forward(calib(g, 3, seed=2), return_all=True)["linear3"]
+    np.testing.assert_allclose(analog_forward(net, calib(g, 3, seed=2))["output"], logits, rtol=0,
+                               atol=RTOL * np.abs(logits).max())
+
+
+def test_bounded_population_survives_save_and_load(tmp_path):
+    from eventsnn.network import load_network
+
+    g = mobilenet()
+    net = convert(g, calib(g) * 3, percentile=99.0)
+    net.save(tmp_path / "n.npz")
+    back = load_network(tmp_path / "n.npz")
+    assert [p.v_max for p in back.populations] == [p.v_max for p in net.populations]
+    assert "V<=1 (bounded ReLU)" in back.summary()
+    x = calib(g, 2, seed=5)
+    np.testing.assert_array_equal(simulate(back, x, 5).outputs, simulate(net, x, 5).outputs)
+
+
+def test_max_pool_of_a_spatial_concatenation_is_refused():
+    b = OpsBuilder((2, 6, 6), 6)
+    x = b.relu(b.conv("input", 3))
+    y = b.relu(b.conv("input", 3))
+    x = b.maxpool(b.cat(b.cat(x, y, axis=1), b.cat(y, x, axis=1)))  # H-concat inside a C-concat
+    b.linear(b.flatten(x), 2)
+    g = b.graph()
+    with pytest.raises(ValueError, match=r"maxpool\d+.*every part to be a ReLU output \(concatenated along"):
+        convert(g, calib(g))
+    assert {p.kind for p in convert(g, calib(g), pooling="avg").populations} == {"if", "output"}
