@@ -156,7 +156,7 @@ def run_model(name, args, log=print):
     from eventsnn.convert import convert
     from eventsnn.energy import get_energy_model
     from eventsnn.engine import simulate
-    from eventsnn.io.torch import from_torch
+    from eventsnn.io.torch_import import from_torch
 
     e = zoo_models.entry(name)
     rec = {"model": name, "title": e.title, "source": e.source_url, "repo": e.repo,

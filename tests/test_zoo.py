@@ -134,7 +134,7 @@ def test_zoo_model_imports_like_its_source(name):
         pytest.skip(f"{name}: weights not in {zoo_models.zoo_dir()} (benchmarks/zoo_fetch.py)")
     import zoo
 
-    from eventsnn.io.torch import from_torch
+    from eventsnn.io.torch_import import from_torch
 
     e = zoo_models.entry(name)
     module = zoo_models.load_model(name)
