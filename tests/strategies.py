@@ -14,6 +14,8 @@ dead-end populations, direct input into a later population, and the output integ
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.sparse as sp
 from hypothesis import strategies as st
@@ -187,3 +189,17 @@ def networks_and_inputs(draw, max_blocks=3, max_batch=3):
     """``(net, x, T)`` with ``T`` in 1..MAX_T."""
     net = draw(spiking_networks(max_blocks))
     return net, draw(inputs(net, max_batch)), draw(st.integers(1, MAX_T))
+
+
+def with_v_init(net, seed):
+    """A copy of ``net`` whose IF populations start from random dyadic ``V(0)`` in [0, θ):
+    per population a scalar, one value per channel or one per neuron."""
+    rng = np.random.default_rng(seed)
+    pops = []
+    for p in net.populations:
+        if p.kind == "if":
+            shape = [(), p.shape[:1], p.shape][int(rng.integers(0, 3))]
+            v = dyadic(rng, shape, 0, int(p.threshold / Q) - 1)
+            p = dataclasses.replace(p, v_init=v)
+        pops.append(p)
+    return SpikingNetwork(net.input_shape, pops, net.connections, meta=net.meta)

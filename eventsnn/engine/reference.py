@@ -62,7 +62,7 @@ class _State:
     def __init__(self, pop, n_synapses):
         n = pop.size
         self.current = np.zeros(n)                      # I(t), summed within the step
-        self.potential = np.zeros(n)                    # V ("if") or U ("output")
+        self.potential = pop.initial_potential().astype(np.float64)  # V(0) ("if"), U = 0
         self.hidden = np.zeros(n_synapses, np.int64)    # lipool h_{w,i} / maxgate C_{w,i}
         self.step_count = np.zeros(n_synapses, np.int64)  # maxgate s_{w,i}(t)
 
