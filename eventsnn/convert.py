@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibrate import NORMS, collect_scales
+from .layer_calibration import MIN_IMAGES, calibrate_layers
+from .presets import resolve_settings
 from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
 from .graph import OPS, Graph, bn_scale_shift, maxpool2d
@@ -252,8 +254,9 @@ def _scale_op(lam, shape, invert=False):
     return Scale(1.0 / lam if invert else lam, shape)
 
 
-def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5, pooling="lipool",
-            channelwise=False, batch_size=100):
+def convert(graph, calib_x, *, norm=None, percentile=None, burst=None, pooling="lipool",
+            channelwise=None, batch_size=100, v_init=None, calibration=None, timesteps=None,
+            calib_images=None, calib_passes=None, preset="default"):
     """Convert a ReLU ANN into a spiking network of burst IF neurons.
 
     Steps: fold BatchNorm into the preceding Conv/Linear (Eq. 7, :func:`fold_batchnorm`);
@@ -271,11 +274,13 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         pooling, Flatten/Reshape, Pad, Slice, residual Add). Not modified.
     calib_x : array_like
         Calibration images ``(N, *graph.input_shape)``, float, normalised as for the ANN.
-    norm : {"burst-percentile", "percentile", "max"}
+    norm : {"mmse", "burst-percentile", "percentile", "max"}
         How λ is taken from the activations of a layer (see :mod:`eventsnn.calibrate`):
         the maximum; the p-th percentile of all values, zeros included (sorted index
-        ``int(N p / 100) - 1``); or the authors' burst-aware percentile (values above 1
-        divided by Γ before the percentile).
+        ``int(N p / 100) - 1``); the authors' burst-aware percentile (values above 1
+        divided by Γ before the percentile); or the λ minimising the squared error of a
+        burst neuron run for ``timesteps`` steps from ``v_init`` (:mod:`eventsnn.thresholds`).
+        This and every other setting left at None comes from ``preset``.
     percentile : float
         p in (0, 100]; ignored for ``norm="max"``.
     burst : int
@@ -288,6 +293,19 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         One λ per channel (axis 0) instead of one per layer.
     batch_size : int
         Calibration images per ANN forward batch (memory: only needed activations are kept).
+    v_init : float
+        Initial membrane potential of every IF neuron in units of θ, in ``[0, 1)``
+        (``Population.v_init``; 0.5 rounds instead of flooring the rate).
+    calibration : {"none", "bias", "potential", "bias+potential"}
+        Layer-wise calibration on ``calib_images`` of ``calib_x`` simulated for ``timesteps``
+        steps (:func:`eventsnn.layer_calibration.calibrate_layers`, ``calib_passes`` passes).
+    timesteps : int
+        The ``T`` the network is meant to run for (``norm="mmse"`` and calibration).
+    calib_images, calib_passes : int
+        Images (a seeded subset of ``calib_x``) and passes of the layer-wise calibration.
+    preset : {"default", "paper"}
+        Where unset settings come from (:data:`eventsnn.presets.PRESETS`): ``"paper"`` is the
+        paper's method (burst-percentile 99.9, ``V(0) = 0``, no calibration).
 
     Returns
     -------
@@ -306,14 +324,23 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         map to spiking stages (names the node and why).
     """
     t0 = time.perf_counter()
+    cfg = resolve_settings(preset, norm=norm, percentile=percentile, burst=burst,
+                           channelwise=channelwise, v_init=v_init, calibration=calibration,
+                           timesteps=timesteps, calib_images=calib_images, calib_passes=calib_passes)
+    norm, percentile, burst, channelwise = cfg["norm"], cfg["percentile"], cfg["burst"], cfg["channelwise"]
     x = _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, batch_size)
+    if cfg["calibration"] != "none" and len(x) < cfg["calib_images"]:
+        raise ValueError(f"calibration {cfg['calibration']!r} simulates calib_images="
+                         f"{cfg['calib_images']} images but calib_x has {len(x)}; pass more images or "
+                         f"a smaller calib_images (at least {MIN_IMAGES[cfg['calibration']]})")
     folded = fold_batchnorm(graph)
     n_folded = len(graph.nodes) - len(folded.nodes)
     pops = _Walker(folded, pooling).run()
 
     refs = {p.name: (p.ann_node, p.ann_relu) for p in pops if p.kind == "if"}
     scales = collect_scales(folded, x, refs, norm=norm, percentile=float(percentile), burst=int(burst),
-                            channelwise=bool(channelwise), batch_size=int(batch_size))
+                            channelwise=bool(channelwise), batch_size=int(batch_size),
+                            timesteps=cfg["timesteps"], v0=cfg["v_init"])
     by_name = {p.name: p for p in pops}
     for p in pops:
         if p.kind == "if":
@@ -340,16 +367,26 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         populations.append(Population(p.name, p.shape, p.kind, threshold=1.0,
                                       burst=int(burst) if p.kind == "if" else 1, bias=bias,
                                       pool=p.pool, ann_node=p.ann_node,
-                                      scale=np.asarray(p.scale, dtype=np.float32)))
+                                      scale=np.asarray(p.scale, dtype=np.float32),
+                                      v_init=cfg["v_init"] if p.kind == "if" else 0.0))
     meta = {
         "converter": "eventsnn.convert", "norm": norm, "percentile": float(percentile),
         "burst": int(burst), "pooling": pooling, "channelwise": bool(channelwise),
         "calib_size": int(len(x)), "folded_batchnorms": int(n_folded),
         "ann_relu": [p.name for p in pops if p.ann_relu],
         "scales": {p.name: np.asarray(p.scale, dtype=np.float64).tolist() for p in pops},
-        "convert_seconds": round(time.perf_counter() - t0, 3),
+        "preset": preset, "v_init": cfg["v_init"], "calibration": cfg["calibration"],
+        "timesteps": cfg["timesteps"],
     }
-    return SpikingNetwork(folded.input_shape, populations, connections, meta)
+    net = SpikingNetwork(folded.input_shape, populations, connections, meta)
+    if cfg["calibration"] != "none":
+        pick = np.sort(np.random.default_rng(0).choice(len(x), cfg["calib_images"], replace=False))
+        rep = calibrate_layers(folded, net, x[pick], cfg["timesteps"], mode=cfg["calibration"],
+                               passes=cfg["calib_passes"])
+        net.meta.update(calib_images=cfg["calib_images"], calib_passes=cfg["calib_passes"],
+                        calib_rate_error=[float(np.mean(list(e.values()))) for e in rep["rate_error"]])
+    net.meta["convert_seconds"] = round(time.perf_counter() - t0, 3)
+    return net
 
 
 def _check_net_input(net, x):

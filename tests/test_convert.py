@@ -22,13 +22,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventsnn.calibrate import ScaleAccumulator, activation_scale, percentile_index
-from eventsnn.convert import NORMS, POOLINGS, analog_forward, ann_activations, convert
+from eventsnn.convert import NORMS, POOLINGS, analog_forward, ann_activations
+from eventsnn.convert import convert as convert_any_preset
 from eventsnn.fold import fold_batchnorm
 from eventsnn.graph import Graph, Node
 from eventsnn.network import (ConvConnection, DenseConnection, IdentityConnection,
                               SparseConnection, load_network)
 
 RTOL = 1e-5
+
+
+def convert(graph, calib_x, **kw):
+    """The exact conversion these tests check (no calibration, V(0) = 0): the paper preset."""
+    return convert_any_preset(graph, calib_x, **{"preset": "paper", **kw})
 
 
 class Builder:
