@@ -103,19 +103,40 @@ def _add_data_args(p):
 
 
 def _add_convert_args(p):
-    p.add_argument("--norm", default="burst-percentile",
-                   choices=["max", "percentile", "burst-percentile"],
+    from .layer_calibration import CALIBRATIONS
+    from .presets import PRESETS
+
+    p.add_argument("--preset", default="default", choices=list(PRESETS),
+                   help="conversion settings not given below: 'default' (error-minimising λ, "
+                        "V(0)=θ/2, bias calibration) or 'paper' (burst-percentile 99.9, V(0)=0, no "
+                        "calibration: the paper's method) (default: %(default)s)")
+    p.add_argument("--norm", default=None,
+                   choices=["max", "percentile", "burst-percentile", "mmse"],
                    help="data-based weight normalisation (Eq. 6); burst-percentile divides "
-                        "activations above 1 by Γ before the percentile (default: %(default)s)")
-    p.add_argument("--percentile", type=float, default=99.9,
-                   help="percentile p of the activations used as λ (default: %(default)s)")
-    p.add_argument("--burst", type=int, default=5,
-                   help="Γ, most spikes a neuron emits per step; 1 = plain IF (default: %(default)s)")
+                        "activations above 1 by Γ before the percentile; mmse minimises the "
+                        "burst neuron's squared error at --calib-T (default: the preset's)")
+    p.add_argument("--percentile", type=float, default=None,
+                   help="percentile p of the activations used as λ (default: the preset's, 99.9)")
+    p.add_argument("--burst", type=int, default=None,
+                   help="Γ, most spikes a neuron emits per step; 1 = plain IF (default: the preset's, 5)")
     p.add_argument("--pooling", default="lipool", choices=["lipool", "maxgate", "avg"],
                    help="how MaxPool is converted: Lateral Inhibition Pooling (Eq. 12), the "
                         "max-gate baseline (Eq. 11) or average pooling (default: %(default)s)")
     p.add_argument("--channelwise", action="store_true",
                    help="one normalisation factor λ per channel instead of per layer")
+    p.add_argument("--v-init", type=float, default=None,
+                   help="initial membrane potential in units of θ, in [0, 1) (default: the "
+                        "preset's: 0.5, paper 0)")
+    p.add_argument("--calibrate", default=None, choices=list(CALIBRATIONS),
+                   help="layer-wise calibration of biases / initial potentials on the calibration "
+                        "images, simulated event by event (default: the preset's)")
+    p.add_argument("--calib-images", type=int, default=None,
+                   help="calibration images simulated by --calibrate (default: the preset's, 64)")
+    p.add_argument("--calib-passes", type=int, default=None,
+                   help="simulations of them (default: the preset's, 2)")
+    p.add_argument("--calib-T", type=int, default=None,
+                   help="T the conversion is tuned for by --norm mmse and --calibrate "
+                        "(default: the preset's, 32)")
     p.add_argument("--calib", type=int, default=256,
                    help="number of calibration images (default: %(default)s)")
     p.add_argument("--calib-data", default=None,
@@ -186,6 +207,37 @@ def build_parser():
     _add_convert_args(p)
     _add_sim_args(p)
     p.add_argument("--out", default="eventsnn-report", help="output folder (default: %(default)s)")
+
+    p = sub.add_parser("sweep", help="accuracy vs energy of a grid of conversion settings, with "
+                                     "the Pareto front (table + plot)",
+                       description="Convert and simulate the model with every combination of "
+                                   "the listed settings at one T; write sweep.json, sweep.md and "
+                                   "sweep.png (accuracy vs E_SNN/E_ANN and vs SynOps, Pareto "
+                                   "front marked).")
+    _add_model_args(p)
+    _add_data_args(p)
+    p.add_argument("--T", type=int, default=32, help="time steps (default: %(default)s)")
+    p.add_argument("--preset", default="default", help="base preset (default: %(default)s)")
+    p.add_argument("--norm", nargs="+", default=["burst-percentile", "percentile", "mmse"],
+                   help="norms to try (default: %(default)s)")
+    p.add_argument("--percentile", type=float, nargs="+", default=[99.0, 99.9],
+                   help="percentiles to try (percentile norms only) (default: %(default)s)")
+    p.add_argument("--burst", type=int, nargs="+", default=[5], help="Γ values (default: %(default)s)")
+    p.add_argument("--v-init", type=float, nargs="+", default=[0.0, 0.5],
+                   help="V(0) values in units of θ (default: %(default)s)")
+    p.add_argument("--calibrate", nargs="+", default=["none", "bias"],
+                   help="calibrations to try (default: %(default)s)")
+    p.add_argument("--calib", type=int, default=256,
+                   help="number of calibration images (default: %(default)s)")
+    p.add_argument("--calib-data", default=None,
+                   help="data set for calibration (train split; default: the --data source)")
+    p.add_argument("--batch-size", type=int, default=None, help="images simulated together")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--energy-mac", type=float, default=4.6,
+                   help="energy of one 32-bit MAC in pJ (default: %(default)s)")
+    p.add_argument("--energy-ac", type=float, default=0.9,
+                   help="energy of one accumulate (SynOp) in pJ (default: %(default)s)")
+    p.add_argument("--out", default="eventsnn-sweep", help="output folder (default: %(default)s)")
     return parser
 
 
@@ -197,7 +249,9 @@ def _convert(args, graph, calib_x):
     from .convert import convert
 
     return convert(graph, calib_x, norm=args.norm, percentile=args.percentile, burst=args.burst,
-                   pooling=args.pooling, channelwise=args.channelwise)
+                   pooling=args.pooling, channelwise=args.channelwise or None, preset=args.preset,
+                   v_init=args.v_init, calibration=args.calibrate, timesteps=args.calib_T,
+                   calib_images=args.calib_images, calib_passes=args.calib_passes)
 
 
 def cmd_inspect(args):
@@ -241,9 +295,10 @@ def _pipeline(args, record=()):
     print(f"ANN accuracy: {100 * ann_acc:.2f} %")
     t0 = time.perf_counter()
     net = _convert(args, graph, calib_x)
-    print(f"converted in {time.perf_counter() - t0:.1f} s: norm={args.norm} p={args.percentile} "
-          f"Γ={args.burst} pooling={args.pooling} channelwise={args.channelwise}, "
-          f"calibrated on {note}")
+    m = net.meta
+    print(f"converted in {time.perf_counter() - t0:.1f} s: preset={m['preset']} norm={m['norm']} "
+          f"p={m['percentile']} Γ={m['burst']} V(0)={m['v_init']}θ calibration={m['calibration']} "
+          f"pooling={m['pooling']} channelwise={m['channelwise']}, λ from {note}")
     T = max(args.T)
     t0 = time.perf_counter()
     result = simulate(net, test.x, T, engine=args.engine, batch_size=args.batch_size,
@@ -323,7 +378,31 @@ def cmd_report(args):
     return 0
 
 
-COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report}
+def cmd_sweep(args):
+    from .energy import EnergyModel
+    from .sweep import sweep, write_sweep
+
+    graph = load_model(args.model, _shape(args.input_shape))
+    test, calib_x, note = _load_data(args)
+    grid = {"norm": args.norm, "percentile": args.percentile, "burst": args.burst,
+            "v_init": args.v_init, "calibration": args.calibrate}
+    print(f"sweep on {test.name} ({len(test)} images) at T={args.T}; λ from {note}")
+    res = sweep(graph, calib_x, test.x, test.y, T=args.T, grid=grid, base={"preset": args.preset},
+                energy=EnergyModel(mac_pj=args.energy_mac, ac_pj=args.energy_ac, name="cli"),
+                progress=not args.no_progress, batch_size=args.batch_size)
+    paths = write_sweep(res, args.out, title=f"{args.model or 'shipped Fashion-MNIST VGG'}")
+    for r in sorted(res["rows"], key=lambda r: r["energy_ratio"]):
+        mark = "*" if r["pareto"] else " "
+        print(f"{mark} {100 * r['accuracy']:6.2f} %  {r['energy_ratio']:6.3f}x  "
+              + ", ".join(f"{k}={v}" for k, v in r["settings"].items()))
+    print(f"ANN {100 * res['ann_accuracy']:.2f} %; * = Pareto front (accuracy vs E_SNN/E_ANN)")
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report,
+            "sweep": cmd_sweep}
 
 
 def main(argv=None):

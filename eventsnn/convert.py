@@ -302,7 +302,9 @@ def convert(graph, calib_x, *, norm=None, percentile=None, burst=None, pooling="
     timesteps : int
         The ``T`` the network is meant to run for (``norm="mmse"`` and calibration).
     calib_images, calib_passes : int
-        Images (a seeded subset of ``calib_x``) and passes of the layer-wise calibration.
+        Images (a seeded subset of ``calib_x``; unset: the preset's 64, or all of ``calib_x``
+        when it has fewer) and passes of the layer-wise calibration. Bias calibration needs at
+        least 16 images, potential calibration 32 (:data:`eventsnn.layer_calibration.MIN_IMAGES`).
     preset : {"default", "paper"}
         Where unset settings come from (:data:`eventsnn.presets.PRESETS`): ``"paper"`` is the
         paper's method (burst-percentile 99.9, ``V(0) = 0``, no calibration).
@@ -329,10 +331,13 @@ def convert(graph, calib_x, *, norm=None, percentile=None, burst=None, pooling="
                            timesteps=timesteps, calib_images=calib_images, calib_passes=calib_passes)
     norm, percentile, burst, channelwise = cfg["norm"], cfg["percentile"], cfg["burst"], cfg["channelwise"]
     x = _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, batch_size)
-    if cfg["calibration"] != "none" and len(x) < cfg["calib_images"]:
-        raise ValueError(f"calibration {cfg['calibration']!r} simulates calib_images="
-                         f"{cfg['calib_images']} images but calib_x has {len(x)}; pass more images or "
-                         f"a smaller calib_images (at least {MIN_IMAGES[cfg['calibration']]})")
+    if calib_images is None:  # the preset's number, or all of calib_x when it has fewer
+        cfg["calib_images"] = min(cfg["calib_images"], len(x))
+    need = MIN_IMAGES[cfg["calibration"]]
+    if cfg["calibration"] != "none" and not need <= cfg["calib_images"] <= len(x):
+        raise ValueError(f"calibration {cfg['calibration']!r} needs at least {need} calibration "
+                         f"images and simulates calib_images={cfg['calib_images']}, but calib_x has "
+                         f"{len(x)}; pass more images (at least {need}) or calibration='none'")
     folded = fold_batchnorm(graph)
     n_folded = len(graph.nodes) - len(folded.nodes)
     pops = _Walker(folded, pooling).run()

@@ -95,8 +95,10 @@ def shipped():
 
 def test_convert_rejects_too_few_calibration_images(shipped):
     graph, train, _ = shipped
-    with pytest.raises(ValueError, match="calib_images=64 images but calib_x has 20"):
-        eventsnn.convert(graph, train.x[:20], calibration="bias")
+    with pytest.raises(ValueError, match="needs at least 16 calibration images"):
+        eventsnn.convert(graph, train.x[:10], calibration="bias")
+    with pytest.raises(ValueError, match="calib_images=64, but calib_x has 20"):
+        eventsnn.convert(graph, train.x[:20], calibration="bias", calib_images=64)
     with pytest.raises(ValueError, match="unknown preset"):
         eventsnn.convert(graph, train.x[:20], preset="Paper")
 
