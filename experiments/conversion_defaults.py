@@ -76,16 +76,20 @@ def evaluate(graph, net, x, y, steps, batch_size=None):
     return rows, wall
 
 
-def run(model, n, n_calib, configs, steps, seed=0):
+def run(model, n, n_calib, configs, steps, seed=0, data=None):
     import eventsnn
-    from eventsnn.datasets import subset
+    from eventsnn.datasets import load_dataset, subset
 
     name, path, entry = resolve_model(model)
     graph = load_model(path)
     norm = model_normalization(path, entry)
-    data = default_data(entry.get("dataset", "cifar10"))
-    test = load_split(data, "test", norm)
-    train = load_split(data, "train", norm)
+    if data == "fashion-mnist-sample":  # the 1000 + 500 images shipped with the package
+        test, train = load_dataset(data, "test"), load_dataset(data, "train")
+        name += "-shipped-images"
+    else:
+        data = data or default_data(entry.get("dataset", "cifar10"))
+        test = load_split(data, "test", norm)
+        train = load_split(data, "train", norm)
     test = subset(test, min(n, len(test)), seed)
     calib = subset(train, min(n_calib, len(train)), seed + 1)
     ann_acc = float((graph.forward(test.x).argmax(axis=1) == test.y).mean())
@@ -130,10 +134,12 @@ def main(argv=None):
     ap.add_argument("--calib", type=int, default=256, help="training images for λ and calibration")
     ap.add_argument("--configs", nargs="+", default=["paper", "default"])
     ap.add_argument("--T", default="8,16,32,64")
+    ap.add_argument("--data", default=None,
+                    help="data path or 'fashion-mnist-sample' (default: the model's full data set)")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
     args = ap.parse_args(argv)
     steps = sorted({int(t) for t in args.T.split(",")})
-    res = run(args.model, args.n, args.calib, args.configs, steps)
+    res = run(args.model, args.n, args.calib, args.configs, steps, data=args.data)
     OUT.mkdir(parents=True, exist_ok=True)
     stem = OUT / f"{res['model']}{args.tag}"
     stem.with_suffix(".json").write_text(json.dumps(res, indent=1))
