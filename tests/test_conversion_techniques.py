@@ -149,3 +149,27 @@ def test_calibrate_layers_validates(shipped):
         calibrate_layers(graph, net, train.x[:32], 8, mode="full")
     with pytest.raises(ValueError, match="passes must be a positive integer"):
         calibrate_layers(graph, net, train.x[:32], 8, passes=0)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--v-init", "1.5"], r"\[0, 1\)"),
+    (["--calibrate", "bias", "--calib", "8"], "needs at least 16 calibration images"),
+    (["--calib-T", "0"], "timesteps must be a positive integer"),
+])
+def test_cli_rejects_bad_conversion_settings(tmp_path, capsys, argv, match):
+    import re
+
+    from eventsnn.cli import main
+
+    assert main(["convert", "--out", str(tmp_path / "n.npz"), *argv]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_cli_paper_preset_writes_the_paper_network(tmp_path):
+    from eventsnn.cli import main
+    from eventsnn.network import load_network
+
+    assert main(["convert", "--preset", "paper", "--calib", "64", "--out", str(tmp_path / "n.npz")]) == 0
+    net = load_network(tmp_path / "n.npz")
+    assert net.meta["preset"] == "paper" and net.meta["norm"] == "burst-percentile"
+    assert net.meta["calibration"] == "none" and net.meta["v_init"] == 0.0
