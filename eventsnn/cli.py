@@ -152,6 +152,10 @@ def _add_sim_args(p):
                         "reference (small networks only) (default: %(default)s)")
     p.add_argument("--encoding", default="direct", choices=["direct", "poisson"],
                    help="input coding: analog current every step, or Bernoulli rate coding")
+    _add_run_args(p)
+
+
+def _add_run_args(p):
     p.add_argument("--batch-size", type=int, default=None, help="images simulated together")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--energy-mac", type=float, default=4.6,
@@ -231,12 +235,7 @@ def build_parser():
                    help="number of calibration images (default: %(default)s)")
     p.add_argument("--calib-data", default=None,
                    help="data set for calibration (train split; default: the --data source)")
-    p.add_argument("--batch-size", type=int, default=None, help="images simulated together")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--energy-mac", type=float, default=4.6,
-                   help="energy of one 32-bit MAC in pJ (default: %(default)s)")
-    p.add_argument("--energy-ac", type=float, default=0.9,
-                   help="energy of one accumulate (SynOp) in pJ (default: %(default)s)")
+    _add_run_args(p)
     p.add_argument("--out", default="eventsnn-sweep", help="output folder (default: %(default)s)")
     return parser
 

@@ -82,15 +82,9 @@ def test_bad_settings_are_rejected(kw, match):
         resolve_settings(kw.pop("preset"), **kw)
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    from eventsnn.datasets import default_model_path, load_shipped
-
-    try:
-        path, _ = default_model_path()
-    except FileNotFoundError:
-        pytest.skip("shipped model not present")
-    return eventsnn.load_graph(path), load_shipped("train"), load_shipped("test")
+@pytest.fixture
+def shipped(shipped_model):
+    return shipped_model
 
 
 def test_convert_rejects_too_few_calibration_images(shipped):

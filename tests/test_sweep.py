@@ -25,15 +25,8 @@ def test_combos_drop_settings_the_norm_ignores():
         _combos({"norm": []})
 
 
-def test_sweep_on_the_shipped_model(tmp_path):
-    from eventsnn.datasets import default_model_path, load_shipped
-
-    try:
-        path, _ = default_model_path()
-    except FileNotFoundError:
-        pytest.skip("shipped model not present")
-    graph = eventsnn.load_graph(path)
-    test, train = load_shipped("test"), load_shipped("train")
+def test_sweep_on_the_shipped_model(tmp_path, shipped_model):
+    graph, train, test = shipped_model
     x, y = test.x[::25], test.y[::25]
     res = sweep(graph, train.x[:64], x, y, T=8, progress=False,
                 grid={"norm": ["percentile"], "percentile": [99.9], "v_init": [0.0, 0.5]},
