@@ -20,7 +20,8 @@ aware of ``V(0)`` through ``v0`` (``v0 = 1/2`` turns the floor into rounding).
 
 Zero activations have zero error for every λ (``floor(v0) = 0``) and are skipped; of the
 positive activations a seeded uniform subsample of at most ``keep`` values per row (layer or
-channel) is kept while streaming, which is what (M2) is evaluated on.
+channel) is kept while streaming (one random stream per sample, seeded by the sample's index, so
+the result does not depend on the batching), which is what (M2) is evaluated on.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class MMSEAccumulator:
         self.n = int(n_samples) * int(np.prod(self.shape)) // rows
         self.keep = int(keep if keep is not None else (2 ** 13 if channelwise else 2 ** 16))
         self.p_keep = min(1.0, self.keep / max(self.n, 1))
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.samples = 0
         self.max = np.zeros(rows)
         self.kept = [[] for _ in range(rows)]
         self.seen = 0
@@ -91,16 +93,24 @@ class MMSEAccumulator:
     def update(self, acts):
         """Add a batch ``(B, *shape)`` of activations."""
         a = np.asarray(acts, dtype=np.float32).reshape((-1,) + self.shape)
-        v = np.moveaxis(a, 1, 0).reshape(self.shape[0], -1) if self.channelwise else a.reshape(1, -1)
-        self.seen += v.shape[1]
-        if v.size == 0:
+        rows = self._rows(a)
+        self.seen += rows.shape[1]
+        if rows.size == 0:
             return
-        self.max = np.maximum(self.max, v.max(axis=1))
-        take = self.rng.random(v.shape) < self.p_keep
+        self.max = np.maximum(self.max, rows.max(axis=1))
+        # one stream per sample, seeded by its index: the subsample does not depend on batching
+        u = np.stack([np.random.default_rng((self.seed, self.samples + i)).random(self.shape)
+                      for i in range(len(a))]) if self.p_keep < 1 else np.zeros(a.shape)
+        self.samples += len(a)
+        take = self._rows(u) < self.p_keep
+        v = rows
         for r in range(len(v)):
             row = v[r][take[r] & (v[r] > 0)]
             if row.size:
                 self.kept[r].append(row)
+
+    def _rows(self, a):
+        return np.moveaxis(a, 1, 0).reshape(self.shape[0], -1) if self.channelwise else a.reshape(1, -1)
 
     def raw(self):
         """λ per row before the zero fallback (float64, shape ``(rows,)``; 0 for an all-zero row)."""

@@ -167,3 +167,15 @@ def test_cli_paper_preset_writes_the_paper_network(tmp_path):
     net = load_network(tmp_path / "n.npz")
     assert net.meta["preset"] == "paper" and net.meta["norm"] == "burst-percentile"
     assert net.meta["calibration"] == "none" and net.meta["v_init"] == 0.0
+
+
+def test_mmse_subsample_does_not_depend_on_batching():
+    rng = np.random.default_rng(3)
+    acts = np.maximum(rng.normal(0, 1, (12, 2, 6, 6)), 0).astype(np.float32)
+    whole = MMSEAccumulator(acts.shape[1:], 12, 5, True, 16, 0.5, keep=50)
+    whole.update(acts)
+    parts = MMSEAccumulator(acts.shape[1:], 12, 5, True, 16, 0.5, keep=50)
+    for part in np.array_split(acts, 5):
+        parts.update(part)
+    assert whole.p_keep < 1
+    np.testing.assert_array_equal(whole.result()[0], parts.result()[0])
