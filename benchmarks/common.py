@@ -399,7 +399,7 @@ def get_network(name, x_calib, burst=5, pooling="lipool", use_cache=True, log=pr
     t0 = time.perf_counter()
     graph = ann_graph(name, x_calib)
     log(f"  converting {name} (Γ={burst}, {pooling}, {n_calib} calibration images) ...")
-    net = convert(graph, x_calib, burst=burst, pooling=pooling)
+    net = convert(graph, x_calib, burst=burst, pooling=pooling, preset="paper")
     seconds = time.perf_counter() - t0
     CACHE.mkdir(parents=True, exist_ok=True)
     net.save(cp)

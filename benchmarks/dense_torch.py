@@ -101,8 +101,9 @@ class DenseTorchSNN:
     def run(self, x, T):
         """Simulate ``T`` steps on a batch ``x`` (numpy or tensor, (B, *input_shape)).
 
-        Per step and population (list order, zero synaptic delay), as in docs/design.md:
-        ``V += I(t) + const``; ``s = clip(floor(V/θ), 0, Γ)``; ``V -= s·θ`` (Eq. 2-4), with
+        Per step and population (list order, zero synaptic delay), as in docs/design.md, from
+        ``V(0) = Population.v_init`` (``U(0) = 0``): ``V += I(t) + const``;
+        ``s = clip(floor(V/θ), 0, Γ)``; ``V -= s·θ`` (Eq. 2-4), with
         ``const`` = bias + direct-coded input current (computed once); LIPool (Eq. 12) and
         max-gate (Eq. 11) on spike counts; the output integrator ``U += I(t) + const``; the
         NIR neurons (``"lif"``, ``"output"`` with dynamics) as :func:`eventsnn.engine.steps.nir_step`.
@@ -125,7 +126,8 @@ class DenseTorchSNN:
         state, spikes, pools = {}, {}, {}
         for p in net.populations:
             if p.kind in ("if", "output", "lif"):
-                state[p.name] = self._fmt(torch.zeros((b,) + p.shape, dtype=self.dtype))
+                v0 = torch.as_tensor(p.initial_potential().reshape(p.shape), dtype=self.dtype)
+                state[p.name] = self._fmt(v0.expand((b,) + p.shape).clone())
         outputs = torch.empty((T, b, net.output.size), dtype=self.dtype)
         for t in range(T):
             for p in net.populations:

@@ -252,7 +252,8 @@ def run_eventsnn(graph, xc, x, y, T, norm, percentile, log):
     w0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = convert(graph, xc, norm=norm, percentile=percentile, burst=GAMMA, pooling="lipool")
+        net = convert(graph, xc, norm=norm, percentile=percentile, burst=GAMMA, pooling="lipool",
+                      preset="paper")
     conv_s = time.perf_counter() - w0
     simulate(net, x[:2], 2, engine="numba", progress=False)  # JIT / cache load, not timed
     w0, c0 = time.perf_counter(), common.cpu_seconds()

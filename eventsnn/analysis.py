@@ -38,15 +38,16 @@ Conversion errors (paper Sec. 3.2), per population with an ``ann_node`` and a ``
 
 - rate error ``e = r - a``: ``mean_error``, ``mae`` = mean ``|e|``, ``rmse``; ``mae_reachable``
   = mean ``|r - clip(a, 0, Γ)|`` ("if" only), the error left once the rate cap is excused.
-- **residual information** ("if", Eq. 8-10): charge is conserved, ``Σ_t (I(t) + b) = θ·n +
-  V(T)``, and a neuron that fired fewer than Γ spikes at the last step ends with
-  ``V(T) < θ``; so ``V(T) ≥ θ`` means whole spikes were held back by the cap Γ per step.
+- **residual information** ("if", Eq. 8-10): charge is conserved, ``V(0) + Σ_t (I(t) + b) =
+  θ·n + V(T)`` (``V(0)`` = ``Population.v_init``, in ``[0, θ)``), and a neuron that fired fewer
+  than Γ spikes at the last step ends with ``V(T) < θ``; so ``V(T) ≥ θ`` means whole spikes
+  were held back by the cap Γ per step, whatever ``V(0)``.
   ``residual_spikes = floor(max(V(T), 0) / θ)`` per pair; ``residual_rate`` = mean
   ``residual_spikes / T``; ``mean_v_above_threshold`` = mean ``max(0, V(T) - θ) / θ`` (in units
   of θ); ``residual_share`` = share of pairs with ``V(T) ≥ θ``. The ANN predicts it:
   ``above_gamma_share`` = share of pairs with ``a > Γ`` (the set R₂ of Eq. 8 with the cap Γ of
   burst neurons instead of 1) and ``ann_excess_rate`` = mean ``max(0, a - Γ)``; for a neuron
-  with a constant input current ``a > Γ``, ``V(T) = (a - Γ)·T·θ`` exactly.
+  with a constant input current ``a > Γ``, ``V(T) = V(0) + (a - Γ)·T·θ`` exactly.
 - **spikes of inactivated neurons** (SIN, Eq. 10): spikes of pairs whose ANN activation is
   ``a ≤ 0``. ``sin_spikes`` (count), ``sin_share_of_spikes``, ``inactive_share`` (share of
   pairs with ``a ≤ 0``), ``inactive_firing_share`` (share of those that spiked at all),

@@ -299,21 +299,45 @@ def _add_data_args(p):
 
 
 def _add_convert_args(p):
-    from .convert.calibrate import NORMS
     from .convert import POOLINGS
+    from .convert.calibrate import NORMS
+    from .convert.layer_calibration import CALIBRATIONS
+    from .convert.presets import PRESETS as CONVERSION_PRESETS
 
-    p.add_argument("--norm", default="burst-percentile", choices=NORMS,
+    p.add_argument("--preset", default="default", choices=list(CONVERSION_PRESETS),
+                   help="conversion settings not given below: 'default' (percentile 99.8, "
+                        "V(0)=θ/2, bias calibration) or 'paper' (burst-percentile 99.9, V(0)=0, no "
+                        "calibration: the paper's method) (default: %(default)s)")
+    p.add_argument("--norm", default=None, choices=NORMS,
                    help="data-based weight normalisation (Eq. 6); burst-percentile divides "
-                        "activations above 1 by Γ before the percentile (default: %(default)s)")
-    p.add_argument("--percentile", type=_percentile, default=99.9,
-                   help="percentile p of the activations used as λ (default: %(default)s)")
-    p.add_argument("--burst", type=_burst, default=5,
-                   help="Γ, most spikes a neuron emits per step; 1 = plain IF (default: %(default)s)")
+                        "activations above 1 by Γ before the percentile; mmse minimises the "
+                        "burst neuron's squared error at --calib-T (default: the preset's)")
+    p.add_argument("--percentile", type=_percentile, default=None,
+                   help="percentile p of the activations used as λ (default: the preset's)")
+    p.add_argument("--burst", type=_burst, default=None,
+                   help="Γ, most spikes a neuron emits per step; 1 = plain IF (default: the preset's, 5)")
     p.add_argument("--pooling", default="lipool", choices=POOLINGS,
                    help="how MaxPool is converted: Lateral Inhibition Pooling (Eq. 12), the "
                         "max-gate baseline (Eq. 11) or average pooling (default: %(default)s)")
     p.add_argument("--channelwise", action="store_true",
                    help="one normalisation factor λ per channel instead of per layer")
+    p.add_argument("--v-init", type=float, default=None,
+                   help="initial membrane potential in units of θ, in [0, 1) (default: the "
+                        "preset's: 0.5, paper 0)")
+    p.add_argument("--calibrate", default=None, choices=list(CALIBRATIONS),
+                   help="layer-wise calibration of biases / initial potentials on the calibration "
+                        "images, simulated event by event (default: the preset's)")
+    p.add_argument("--calib-images", type=_positive_int, default=None,
+                   help="calibration images simulated by --calibrate (default: the preset's, 64)")
+    p.add_argument("--calib-passes", type=_positive_int, default=None,
+                   help="simulations of them (default: the preset's, 2)")
+    p.add_argument("--calib-T", type=_positive_int, default=None,
+                   help="T the conversion is tuned for by --norm mmse and --calibrate "
+                        "(default: the preset's, 32)")
+    _add_calib_source_args(p)
+
+
+def _add_calib_source_args(p):
     p.add_argument("--calib", type=_positive_int, default=256,
                    help="number of calibration images, a class-balanced seeded subset "
                         "(default: %(default)s)")
@@ -325,7 +349,6 @@ def _add_convert_args(p):
 
 
 def _add_sim_args(p):
-    from .energy import PRESETS
     from .engine import ENCODINGS, ENGINES
 
     p.add_argument("--T", type=_steps, default=_steps(DEFAULT_T),
@@ -336,6 +359,13 @@ def _add_sim_args(p):
                         "reference (small networks only) (default: %(default)s)")
     p.add_argument("--encoding", default="direct", choices=ENCODINGS,
                    help="input coding: analog current every step, or Bernoulli rate coding")
+    _add_run_args(p)
+
+
+def _add_run_args(p):
+    """Options of every command that simulates: batch size and energy figures."""
+    from .energy import PRESETS
+
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="images simulated together")
     p.add_argument("--energy", default="45nm-fp32", choices=sorted(PRESETS),
@@ -424,12 +454,35 @@ def build_parser():
                         "average pooling (overrides --burst and --pooling)")
     p.add_argument("--strict", action="store_true",
                    help="refuse (exit 2) instead of writing an approximate graph")
+
+    p = sub.add_parser("sweep", help="accuracy vs energy of a grid of conversion settings, with "
+                                     "the Pareto front (table + plot)",
+                       description="Convert and simulate the model with every combination of "
+                                   "the listed settings at one T; write sweep.json, sweep.md and "
+                                   "sweep.png (accuracy vs E_SNN/E_ANN and vs SynOps, Pareto "
+                                   "front marked).")
+    _add_model_args(p)
+    _add_data_args(p)
+    p.add_argument("--T", type=_positive_int, default=32, help="time steps (default: %(default)s)")
+    p.add_argument("--preset", default="default", help="base preset (default: %(default)s)")
+    p.add_argument("--norm", nargs="+", default=["burst-percentile", "percentile", "mmse"],
+                   help="norms to try (default: %(default)s)")
+    p.add_argument("--percentile", type=float, nargs="+", default=[99.0, 99.9],
+                   help="percentiles to try (percentile norms only) (default: %(default)s)")
+    p.add_argument("--burst", type=int, nargs="+", default=[5], help="Γ values (default: %(default)s)")
+    p.add_argument("--v-init", type=float, nargs="+", default=[0.0, 0.5],
+                   help="V(0) values in units of θ (default: %(default)s)")
+    p.add_argument("--calibrate", nargs="+", default=["none", "bias"],
+                   help="calibrations to try (default: %(default)s)")
+    _add_calib_source_args(p)
+    _add_run_args(p)
+    p.add_argument("--out", default="eventsnn-sweep", help="output folder (default: %(default)s)")
     return parser
 
 
 def _check_args(args):
     """Argument combinations argparse cannot check, and the outputs (before any work)."""
-    if args.command in ("run", "convert", "report", "export-nir"):
+    if args.command in ("run", "convert", "report", "export-nir", "sweep"):
         if (args.mean is None) != (args.std is None):
             raise CLIError("--mean and --std go together (one value per channel each)")
         if args.mean is not None and len(args.mean) != len(args.std):
@@ -442,12 +495,14 @@ def _check_args(args):
 # --- commands -------------------------------------------------------------------------------
 
 
-def _convert(args, graph, calib_x):
+def _convert(args, graph, calib_x, reset="subtract"):
     from .convert import convert
 
     return convert(graph, calib_x, norm=args.norm, percentile=args.percentile, burst=args.burst,
-                   pooling=args.pooling, channelwise=args.channelwise,
-                   progress=not args.no_progress)
+                   pooling=args.pooling, channelwise=args.channelwise or None, preset=args.preset,
+                   v_init=args.v_init, calibration=args.calibrate, timesteps=args.calib_T,
+                   calib_images=args.calib_images, calib_passes=args.calib_passes,
+                   progress=not args.no_progress, reset=reset)
 
 
 def cmd_inspect(args):
@@ -510,9 +565,10 @@ def _pipeline(args, record=()):
     print(f"{'warning: ' if args.calib_from_test else ''}calibrating on {note} ...", flush=True)
     t0 = time.perf_counter()
     net = _convert(args, graph, calib_x)
-    print(f"converted in {time.perf_counter() - t0:.1f} s: norm={args.norm} p={args.percentile} "
-          f"Γ={args.burst} pooling={args.pooling} channelwise={args.channelwise}, "
-          f"calibrated on {note}")
+    m = net.meta
+    print(f"converted in {time.perf_counter() - t0:.1f} s: preset={m['preset']} norm={m['norm']} "
+          f"p={m['percentile']} Γ={m['burst']} V(0)={m['v_init']}θ calibration={m['calibration']} "
+          f"pooling={m['pooling']} channelwise={m['channelwise']}, calibrated on {note}")
     T = max(args.T)
     with connect(args.dask) as client:
         if client is not None:
@@ -619,12 +675,10 @@ def cmd_export_nir(args):
         calib_x, note = _calibration(args, test)
         if args.exact:
             args.burst, args.pooling = NIR_PRESET["burst"], NIR_PRESET["pooling"]
-        from .convert import convert
-
-        net = convert(graph, calib_x, norm=args.norm, percentile=args.percentile,
-                      burst=args.burst, pooling=args.pooling, channelwise=args.channelwise,
-                      reset=NIR_PRESET["reset"] if args.exact else "subtract")
-        print(f"converted: norm={args.norm} Γ={args.burst} pooling={args.pooling} "
+        net = _convert(args, graph, calib_x, reset=NIR_PRESET["reset"] if args.exact else "subtract")
+        m = net.meta
+        print(f"converted: preset={m['preset']} norm={m['norm']} Γ={m['burst']} "
+              f"pooling={m['pooling']} V(0)={m['v_init']}θ calibration={m['calibration']} "
               f"reset={'zero' if args.exact else 'subtract'}, calibrated on {note}")
     feats = nir_features(net)
     print(f"features NIR cannot express exactly: {len(feats)}")
@@ -651,8 +705,30 @@ def cmd_export_nir(args):
     return 0
 
 
+def cmd_sweep(args):
+    from .sweep import sweep, write_sweep
+
+    graph, test, _ = _model_and_data(args)
+    calib_x, note = _calibration(args, test)
+    grid = {"norm": args.norm, "percentile": args.percentile, "burst": args.burst,
+            "v_init": args.v_init, "calibration": args.calibrate}
+    print(f"sweep on {test.name} ({len(test)} images) at T={args.T}; calibrated on {note}")
+    res = sweep(graph, calib_x, test.x, test.y, T=args.T, grid=grid, base={"preset": args.preset},
+                energy=_energy_model(args),
+                progress=not args.no_progress, batch_size=args.batch_size)
+    paths = write_sweep(res, args.out, title=f"{args.model or 'shipped Fashion-MNIST VGG'}")
+    for r in sorted(res["rows"], key=lambda r: r["energy_ratio"]):
+        mark = "*" if r["pareto"] else " "
+        print(f"{mark} {100 * r['accuracy']:6.2f} %  {r['energy_ratio']:6.3f}x  "
+              + ", ".join(f"{k}={v}" for k, v in r["settings"].items()))
+    print(f"ANN {100 * res['ann_accuracy']:.2f} %; * = Pareto front (accuracy vs E_SNN/E_ANN)")
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "inspect": cmd_inspect, "convert": cmd_convert, "report": cmd_report,
-            "export-nir": cmd_export_nir}
+            "export-nir": cmd_export_nir, "sweep": cmd_sweep}
 
 
 def main(argv=None):

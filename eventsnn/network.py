@@ -159,6 +159,12 @@ class Population:
         With ``tau``, ``V += (dt/tau)·(v_leak − V + r·(I + b))``, else ``V += dt·r·(I + b)``;
         then, for ``"lif"``, ``z = V > v_threshold`` and ``V = v_reset`` where ``z``.
         ``None`` for an ``"output"`` population: the integrator ``U += I + b``.
+    v_init : float or ndarray
+        Initial membrane potential ``V(0)`` ("if" only; 0 for the other kinds), in
+        ``[0, threshold)``: a scalar, one value per channel ``(C,)`` or one per neuron
+        (``shape``). With ``V(0) = θ/2`` the spike count of a neuron driven by a constant
+        current ``a ≤ Γθ`` is ``floor(aT/θ + 1/2)``: rounding instead of flooring, rate error
+        ``≤ θ/(2T)`` instead of ``< θ/T`` (Bu et al., AAAI 2022; Hwang et al., 2021).
     """
 
     name: str
@@ -172,6 +178,7 @@ class Population:
     scale: np.ndarray | None = None
     v_max: float | None = None
     dynamics: dict | None = None
+    v_init: object = 0.0
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
@@ -213,6 +220,7 @@ class Population:
         if self.scale is not None:
             self.scale = np.asarray(self.scale, dtype=np.float32)
         self._check_dynamics()
+        self.v_init = self._check_v_init(0.0 if self.v_init is None else self.v_init)
 
     def _check_dynamics(self):
         if self.kind == "lif" and self.dynamics is None:
@@ -278,10 +286,34 @@ class Population:
         return leak, np.stack([np.broadcast_to(np.asarray(r, np.float64), self.shape).reshape(n)
                                for r in rows]).astype(np.float32)
 
+    def _check_v_init(self, v):
+        v = np.array(v, dtype=np.float32)
+        if v.shape not in ((), self.shape[:1], self.shape):
+            raise ValueError(
+                f"population {self.name!r}: v_init has shape {v.shape}; pass a scalar, one value "
+                f"per channel {self.shape[:1]} or one per neuron {self.shape}")
+        if self.kind != "if" and np.any(v != 0):
+            raise ValueError(f"population {self.name!r} of kind {self.kind!r} has no membrane "
+                             "potential to initialise; pass v_init=0")
+        bad = v[~((v >= 0) & (v < np.float32(self.threshold)))]
+        if bad.size:
+            raise ValueError(
+                f"population {self.name!r}: v_init must lie in [0, threshold) = [0, "
+                f"{self.threshold}) (e.g. threshold / 2), got {bad.size} value(s) outside, "
+                f"e.g. {bad.flat[0]}")
+        return v
+
     @property
     def size(self):
         """Number of neurons per sample."""
         return int(np.prod(self.shape))
+
+    def initial_potential(self):
+        """``V(0)`` of every neuron in public C order: float32 ``(size,)``."""
+        v = self.v_init
+        if v.ndim == 1 and len(self.shape) > 1:
+            v = v.reshape((-1,) + (1,) * (len(self.shape) - 1))
+        return np.array(np.broadcast_to(v, self.shape).reshape(-1), dtype=np.float32)
 
 
 @dataclass
@@ -718,6 +750,8 @@ class SpikingNetwork:
                 arrays[f"pop{k}/bias"] = p.bias
             if p.scale is not None:
                 arrays[f"pop{k}/scale"] = p.scale
+            if np.any(p.v_init):
+                arrays[f"pop{k}/v_init"] = p.v_init
         for k, c in enumerate(self.connections):
             conns.append(c.attrs())
             for name, a in c.arrays().items():
@@ -750,6 +784,7 @@ def load_network(path):
         dyn = {n.rsplit("/", 1)[1]: a for n, a in arrays.items()
                if n.startswith(f"pop{k}/dynamics/")}
         pops.append(Population(bias=arrays.get(f"pop{k}/bias"), scale=arrays.get(f"pop{k}/scale"),
+                               v_init=arrays.get(f"pop{k}/v_init"),
                                dynamics=None if dt is None else {"dt": dt, **dyn}, **p))
     conns = []
     for k, attrs in enumerate(topo["connections"]):

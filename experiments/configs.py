@@ -51,9 +51,10 @@ OURS = "burst5-lipool"
 
 
 def convert_kwargs(cfg):
-    """The eventsnn.convert keyword arguments of a configuration dict."""
+    """The eventsnn.convert keyword arguments of a configuration dict (the paper's method:
+    V(0) = 0, no layer-wise calibration)."""
     return {k: cfg[k] for k in ("norm", "percentile", "burst", "pooling", "channelwise")
-            if k in cfg} | {"channelwise": bool(cfg.get("channelwise", False))}
+            if k in cfg} | {"channelwise": bool(cfg.get("channelwise", False)), "preset": "paper"}
 
 
 def pooling_collapse(graph, config):

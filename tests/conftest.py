@@ -13,3 +13,17 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip("../shared (offline data and models) is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """``(graph, train, test)``: the shipped Fashion-MNIST VGG with its 500 calibration and 1000
+    test images; skips the test when the model is absent."""
+    import eventsnn
+    from eventsnn.datasets import default_model_path, load_shipped
+
+    try:
+        path, _ = default_model_path()
+    except FileNotFoundError:
+        pytest.skip("shipped model not present")
+    return eventsnn.load_graph(path), load_shipped("train"), load_shipped("test")

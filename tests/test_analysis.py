@@ -425,3 +425,27 @@ def test_analyze_simulation_batches_equal_one_shot(simulate, engine):
                                   record=("neuron_counts", "potential")), x, y, g)
     streamed = analyze_simulation(net, x, 8, y, g, batch_size=2, engine=engine)
     _compare(streamed.to_dict(), whole.to_dict())
+
+
+@pytest.mark.parametrize("gamma, spikes, v_final, residual", [(2, 16, 6.5, 0.75), (3, 22, 0.5, 0.0)])
+def test_residual_information_with_initial_potential(gamma, spikes, v_final, residual):
+    """V(0) = θ/2: charge V(0) + 8·2.75 = 22.5 = n + V(T); the residual counts only whole spikes
+    held back by the cap Γ (V(T) ≥ θ), not the half spike V(0) added."""
+    from eventsnn.engine import simulate
+
+    g, net = if_case(gamma)
+    net.populations[0].v_init = np.float32(0.5)
+    x = np.array([[2.75]], np.float32)
+    for engine in ("reference", "numba"):
+        res = simulate(net, x, 8, engine=engine, progress=False,
+                       record=("neuron_counts", "potential"))
+        assert res.records["neuron_counts"]["h"][0, 0] == spikes
+        assert res.records["potential"]["h"][0, 0] == v_final
+        (err,) = analyze(net, res, x, np.array([0]), g).to_dict()["errors"]
+        assert err["residual_rate"] == pytest.approx(residual)
+        assert err["mean_final_v"] == pytest.approx(v_final)
+        assert rep_settle(net, res) == 1
+
+
+def rep_settle(net, res):
+    return int(analyze(net, res).settle_steps()[0])

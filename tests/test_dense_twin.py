@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventsnn.engine import simulate
 from eventsnn.testing import networks_and_inputs
+from eventsnn.testing.strategies import with_v_init
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -30,9 +32,11 @@ def one_torch_thread():
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=networks_and_inputs())
-def test_dense_twin_matches_event_engine(case):
+@given(case=networks_and_inputs(), v_init_seed=st.none() | st.integers(0, 2**31))
+def test_dense_twin_matches_event_engine(case, v_init_seed):
     net, x, T = case
+    if v_init_seed is not None:  # random dyadic V(0) in [0, θ)
+        net = with_v_init(net, v_init_seed)
     r = simulate(net, x, T, engine="numba", progress=False)
     for channels_last in (False, True):
         out = DenseTorchSNN(net, channels_last=channels_last).run(x, T).numpy()

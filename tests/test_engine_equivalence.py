@@ -16,6 +16,7 @@ from eventsnn.network import INPUT
 from eventsnn.pooling import lipool, maxgate
 from eventsnn.testing import (ALL_RECORDS, MAX_T, assert_results_equal, check_burst_bounds,
                               check_engines_agree, check_synops, dyadic, networks_and_inputs)
+from eventsnn.testing.strategies import with_v_init
 
 
 @pytest.fixture
@@ -49,6 +50,40 @@ def test_engines_agree_poisson(one_thread, case, seed):
     check_counts(net, x, T, ref, seed=seed)
 
 
+@settings(max_examples=100, **SETTINGS)
+@given(case=networks_and_inputs(), seed=st.integers(0, 2**31), poisson=st.booleans())
+def test_engines_agree_with_initial_potential(one_thread, case, seed, poisson):
+    """Any dyadic V(0) in [0, θ) (scalar, per channel or per neuron): still bit-identical."""
+    net, x, T = case
+    net = with_v_init(net, seed)
+    kw = {"encoding": "poisson", "seed": seed} if poisson else {}
+    ref, _ = check_engines_agree(net, x, T, **kw)
+    check_counts(net, x, T, ref, seed=kw.get("seed"))
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(a=st.integers(0, 5 * 256), burst=st.integers(1, 5), T=st.integers(1, 64),
+       half=st.booleans())
+def test_rate_error_of_constant_input(one_thread, a, burst, T, half):
+    """A burst IF neuron (θ = 1) driven by a constant dyadic current ``a ≤ Γ`` (below the cap)
+    fires ``floor(V(0) + aT)`` spikes: rate error ``≤ 1/(2T)`` from ``V(0) = 1/2`` (rounding),
+    ``< 1/T`` from 0 (flooring). Exact: dyadic sums of at most 64 terms are exact in float32."""
+    from eventsnn.network import DenseConnection, Population, SpikingNetwork
+
+    a = min(a, 256 * burst) / 256
+    v0 = 0.5 if half else 0.0
+    net = SpikingNetwork((1,), [Population("p", (1,), "if", burst=burst, v_init=v0),
+                                Population("out", (1,), "output")],
+                         [DenseConnection(INPUT, "p", (1,), (1,), weight=np.ones((1, 1))),
+                          DenseConnection("p", "out", (1,), (1,), weight=np.ones((1, 1)))])
+    x = np.full((1, 1), a, np.float32)
+    for engine in ("reference", "numba"):
+        n = simulate(net, x, T, engine=engine, progress=False).spikes["p"].sum()
+        assert n == np.floor(v0 + a * T)
+        err = abs(n / T - a)
+        assert err <= 1 / (2 * T) if half else err < 1 / T
+
+
 @settings(max_examples=50, **SETTINGS)
 @given(case=networks_and_inputs(max_batch=4))
 def test_numba_batches_are_independent(one_thread, case):
@@ -70,7 +105,7 @@ def check_counts(net, x, T, res, seed=None):
       (:func:`eventsnn.testing.check_burst_bounds`).
     - pooling populations' trains == eventsnn.pooling applied to their source's trains.
     - charge conservation of every IF neuron (Eq. 2-4, soft reset):
-      V(T) + θ · Σ_t s(t) == Σ_t (I(t) + b) (not for the NIR neurons: hard reset and leak).
+      V(T) + θ · Σ_t s(t) == V(0) + Σ_t (I(t) + b) (not for the NIR neurons: hard reset and leak).
     - NIR IF/LIF neurons emit at most one spike per step.
     """
     B = len(x)
@@ -96,7 +131,7 @@ def check_counts(net, x, T, res, seed=None):
     for p in net.populations:
         if p.kind not in ("if", "output") or p.dynamics is not None:
             continue
-        charge = np.zeros((B, p.size), np.float64)
+        charge = np.broadcast_to(p.initial_potential().astype(np.float64), (B, p.size)).copy()
         if p.bias is not None:
             charge += T * p.bias.reshape(-1).astype(np.float64)
         for c in net.incoming(p.name):

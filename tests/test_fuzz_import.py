@@ -30,12 +30,19 @@ from hypothesis import HealthCheck, given, settings
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from eventsnn.convert import analog_forward, convert  # noqa: E402
+from eventsnn.convert import analog_forward  # noqa: E402
+from eventsnn.convert import convert as convert_any_preset  # noqa: E402
 from eventsnn.engine import simulate  # noqa: E402
 from eventsnn.io.onnx import load_onnx  # noqa: E402
 from eventsnn.io.torch_import import from_torch  # noqa: E402
 from fuzz_models import build_fuzz_net, dyadic_version, fuzz_models  # noqa: E402
 from eventsnn.testing import assert_results_equal  # noqa: E402
+
+
+def convert(graph, calib_x, **kwargs):
+    """The converter with the paper preset (no layer-wise calibration), whose rate limit
+    equals the ANN exactly: the conversion tests here compare against that limit."""
+    return convert_any_preset(graph, calib_x, **{"preset": "paper", **kwargs})
 
 DEFAULT_EXAMPLES = 250
 ONNX_EVERY = 20

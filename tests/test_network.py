@@ -1,5 +1,7 @@
 """SpikingNetwork and its connections: to_csr vs apply, fan-out, save/load, validation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -172,6 +174,8 @@ def assert_same_network(a, b):
     for p, q in zip(a.populations, b.populations):
         for attr in ("name", "shape", "kind", "threshold", "burst", "pool", "ann_node"):
             assert getattr(p, attr) == getattr(q, attr), attr
+        assert p.v_init.shape == q.v_init.shape and p.v_init.dtype == q.v_init.dtype
+        np.testing.assert_array_equal(p.v_init, q.v_init)
         for attr in ("bias", "scale"):
             u, v = getattr(p, attr), getattr(q, attr)
             assert (u is None) == (v is None)
@@ -223,6 +227,29 @@ def test_save_load_scale_and_meta(tmp_path):
     back = load_network(tmp_path / "n.npz")
     assert_same_network(net, back)
     assert back.population("out").scale.shape == () and back.population("a").ann_node == "relu1"
+
+
+@pytest.mark.parametrize("v_init", [0.25, np.array([0.0, 0.5], np.float32),
+                                    np.linspace(0, 0.7, 32, dtype=np.float32).reshape(2, 4, 4)])
+def test_save_load_initial_potential(tmp_path, v_init):
+    pops = small_network().populations
+    pops[0] = dataclasses.replace(pops[0], v_init=v_init)
+    net = small_network(pops=pops)
+    net.save(tmp_path / "n.npz")
+    back = load_network(tmp_path / "n.npz")
+    assert_same_network(net, back)
+    expect = np.broadcast_to(np.reshape(v_init, (-1, 1, 1)) if np.ndim(v_init) == 1 else v_init,
+                             (2, 4, 4)).reshape(-1)
+    np.testing.assert_array_equal(back.population("a").initial_potential(), expect)
+
+
+@pytest.mark.parametrize("kind, v_init, match", [
+    ("if", -0.125, r"\[0, threshold\)"), ("if", 0.75, r"\[0, threshold\)"),
+    ("if", np.nan, "outside"), ("if", np.zeros(3), "per channel"),
+    ("output", 0.5, "pass v_init=0")])
+def test_bad_initial_potential(kind, v_init, match):
+    with pytest.raises(ValueError, match=match):
+        Population("a", (2, 4, 4), kind, threshold=0.75, v_init=v_init)
 
 
 def test_load_rejects_other_files(tmp_path):

@@ -387,13 +387,17 @@ def test_cli_export_nir_prints_list_and_loss_report(tmp_path, capsys):
 
     out = tmp_path / "vgg.nir"
     assert main(["export-nir", "--out", str(out), "-n", "10", "--T", "1,2", "--calib", "32",
-                 "--no-progress"]) == 0
+                 "--preset", "paper", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "features NIR cannot express exactly: 17" in text and "maxpool_6: LIPool" in text
     assert "acc original %" in text and len(nir.read(out).nodes) > 10
     assert main(["export-nir", "--out", str(out), "-n", "10", "--T", "1", "--calib", "32",
-                 "--strict", "--no-progress"]) == 2
+                 "--preset", "paper", "--strict", "--no-progress"]) == 2
     assert "NIR cannot express this network exactly (17 features)" in capsys.readouterr().err
+    # the default preset also starts from V(0) = θ/2, which NIR cannot hold (one more per layer)
+    assert main(["export-nir", "--out", str(out), "-n", "10", "--T", "1", "--calib", "32",
+                 "--strict", "--no-progress"]) == 2
+    assert "v_init ≠ 0" in capsys.readouterr().err
     assert main(["export-nir", "--exact", "--strict", "--out", str(out), "-n", "10", "--T", "2",
                  "--calib", "32", "--no-progress"]) == 0
     assert "features NIR cannot express exactly: 0" in capsys.readouterr().out

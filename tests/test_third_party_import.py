@@ -22,10 +22,17 @@ pytest.importorskip("onnx")
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from eventsnn.convert import analog_forward, convert  # noqa: E402
+from eventsnn.convert import analog_forward  # noqa: E402
+from eventsnn.convert import convert as convert_any_preset  # noqa: E402
 from eventsnn.io.onnx import load_onnx  # noqa: E402
 from eventsnn.io.torch_import import from_torch  # noqa: E402
 from eventsnn.io.torch_export import to_torch  # noqa: E402
+
+
+def convert(graph, calib_x, **kwargs):
+    """The converter with the paper preset (no layer-wise calibration), whose rate limit
+    equals the ANN exactly: the conversion tests here compare against that limit."""
+    return convert_any_preset(graph, calib_x, **{"preset": "paper", **kwargs})
 
 RTOL = 1e-4
 

@@ -12,7 +12,8 @@ twin agree bit for bit on the dyadic version of every converted network.
 import numpy as np
 import pytest
 
-from eventsnn.convert import POOLINGS, analog_forward, ann_activations, convert
+from eventsnn.convert import POOLINGS, analog_forward, ann_activations
+from eventsnn.convert import convert as convert_any_preset
 from eventsnn.engine import simulate
 from eventsnn.convert.fusion import Conv, probe
 from eventsnn.graph import Graph, Node, conv2d
@@ -20,6 +21,12 @@ from eventsnn.network import ConvConnection, Population, SpikingNetwork, conv_cs
 from test_convert import RTOL, Builder, calib, scale_bcast
 from fuzz_models import dyadic_version
 from eventsnn.testing import check_engines_agree
+
+
+def convert(graph, calib_x, **kwargs):
+    """The converter with the paper preset (no layer-wise calibration), whose rate limit
+    equals the ANN exactly: the conversion tests here compare against that limit."""
+    return convert_any_preset(graph, calib_x, **{"preset": "paper", **kwargs})
 
 
 class OpsBuilder(Builder):

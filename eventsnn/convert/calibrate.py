@@ -14,6 +14,9 @@ per channel (axis 0 of the per-sample shape):
     above 1 (in the ANN's own units) are divided by Γ first, then the percentile above is
     taken. Burst neurons can emit up to Γ spikes per step, so activations up to Γ·λ remain
     representable (Sec. 4.1: the set R1 grows to ``o/λ <= Γ``).
+``"mmse"``
+    The λ minimising the squared error between the activations and what a burst neuron run
+    for ``T`` steps from ``V(0)`` represents (:mod:`eventsnn.convert.thresholds`).
 
 The statistics are streamed over batches: for the percentile only the ``k`` largest (or,
 for low p, the ``k`` smallest) values of each layer/channel are kept, ``k = N - index``
@@ -33,7 +36,7 @@ from ..graph import OPS
 
 __all__ = ["NORMS", "percentile_index", "ScaleAccumulator", "activation_scale", "collect_scales"]
 
-NORMS = ("max", "percentile", "burst-percentile")
+NORMS = ("max", "percentile", "burst-percentile", "mmse")
 
 
 def percentile_index(n, p):
@@ -119,6 +122,16 @@ class ScaleAccumulator:
         return (lam if self.channelwise else np.asarray(lam[0])), int(to_max.sum()), int(dead.sum())
 
 
+def _accumulator(shape, n_samples, norm, percentile, burst, channelwise, timesteps, v0):
+    """A :class:`ScaleAccumulator`, or for ``norm="mmse"`` an
+    :class:`eventsnn.convert.thresholds.MMSEAccumulator` (same interface)."""
+    if norm == "mmse":
+        from .thresholds import MMSEAccumulator
+
+        return MMSEAccumulator(shape, n_samples, burst, channelwise, timesteps, v0)
+    return ScaleAccumulator(shape, n_samples, norm, percentile, burst, channelwise)
+
+
 def _warn_fallbacks(found, channelwise, stacklevel):
     """One warning for all layers whose λ fell back (``found``: name -> (n_to_max, n_dead))."""
     unit = "channel(s)" if channelwise else "layer(s)"
@@ -134,7 +147,7 @@ def _warn_fallbacks(found, channelwise, stacklevel):
 
 
 def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, channelwise=False,
-                     name="layer"):
+                     name="layer", timesteps=32, v0=0.0):
     """λ (Eq. 6) of one layer from all its activations at once.
 
     Parameters
@@ -145,6 +158,8 @@ def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, ch
         As in :class:`ScaleAccumulator`.
     name : str
         Layer name used in warnings.
+    timesteps, v0
+        ``T`` and ``V(0) / θ`` of ``norm="mmse"``.
 
     Returns
     -------
@@ -152,7 +167,7 @@ def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, ch
         0-d (layer-wise) or ``(C,)`` (channel-wise) float64, all > 0.
     """
     acts = np.asarray(acts, dtype=np.float32)
-    acc = ScaleAccumulator(acts.shape[1:], len(acts), norm, percentile, burst, channelwise)
+    acc = _accumulator(acts.shape[1:], len(acts), norm, percentile, burst, channelwise, timesteps, v0)
     acc.update(acts)
     lam, to_max, dead = acc.result()
     _warn_fallbacks({name: (to_max, dead)}, channelwise, stacklevel=2)
@@ -160,7 +175,7 @@ def activation_scale(acts, norm="burst-percentile", percentile=99.9, burst=5, ch
 
 
 def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batch_size,
-                   progress=False):
+                   timesteps=32, v0=0.0, progress=False):
     """λ for every calibration target, streaming the ANN forward over ``x`` in batches.
 
     Parameters
@@ -176,6 +191,8 @@ def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batc
         As in :class:`ScaleAccumulator`.
     batch_size : int
         Images per forward batch. Only the activations that are still needed are kept.
+    timesteps, v0
+        ``T`` and ``V(0) / θ`` of ``norm="mmse"`` (:class:`eventsnn.convert.thresholds.MMSEAccumulator`).
     progress : bool
         Show a tqdm progress bar over the images.
 
@@ -187,8 +204,8 @@ def collect_scales(graph, x, refs, *, norm, percentile, burst, channelwise, batc
     by_node = {}
     for target, (node, relu) in refs.items():
         by_node.setdefault(node, []).append((target, relu))
-    accs = {t: ScaleAccumulator(graph.shape_of(n), len(x), norm, percentile, burst, channelwise)
-            for t, (n, _) in refs.items()}
+    accs = {t: _accumulator(graph.shape_of(n), len(x), norm, percentile, burst, channelwise,
+                            timesteps, v0) for t, (n, _) in refs.items()}
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     stop = max([order.get(n, -1) for n in by_node] + [-1])
     nodes = graph.nodes[:stop + 1]

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibrate import NORMS, collect_scales
+from .layer_calibration import MIN_IMAGES, calibrate_layers
+from .presets import resolve_settings
 from .fold import fold_batchnorm
 from .fusion import Conv, Dense, Scale, Structural, compile_terms, structural_node
 from ..graph import OPS, Graph, bn_scale_shift, conv_geometry
@@ -360,8 +362,10 @@ def _scale_op(lam, shape, invert=False):
     return Scale(1.0 / lam if invert else lam, shape)
 
 
-def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5, pooling="lipool",
-            channelwise=False, batch_size=100, progress=False, reset="subtract"):
+def convert(graph, calib_x, *, norm=None, percentile=None, burst=None, pooling="lipool",
+            channelwise=None, batch_size=100, v_init=None, calibration=None, timesteps=None,
+            calib_images=None, calib_passes=None, preset="default", progress=False,
+            reset="subtract"):
     """Convert a ReLU ANN into a spiking network of burst IF neurons.
 
     Steps: fold BatchNorm into the preceding Conv/Linear (Eq. 7, :func:`fold_batchnorm`);
@@ -379,11 +383,13 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         pooling, Flatten/Reshape, Pad, Slice, residual Add). Not modified.
     calib_x : array_like
         Calibration images ``(N, *graph.input_shape)``, float, normalised as for the ANN.
-    norm : {"burst-percentile", "percentile", "max"}
+    norm : {"mmse", "burst-percentile", "percentile", "max"}
         How λ is taken from the activations of a layer (see :mod:`eventsnn.convert.calibrate`):
         the maximum; the p-th percentile of all values, zeros included (sorted index
-        ``int(N p / 100) - 1``); or the authors' burst-aware percentile (values above 1
-        divided by Γ before the percentile).
+        ``int(N p / 100) - 1``); the authors' burst-aware percentile (values above 1
+        divided by Γ before the percentile); or the λ minimising the squared error of a
+        burst neuron run for ``timesteps`` steps from ``v_init`` (:mod:`eventsnn.convert.thresholds`).
+        This and every other setting left at None comes from ``preset``.
     percentile : float
         p in (0, 100]; ignored for ``norm="max"``.
     burst : int
@@ -396,13 +402,30 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         One λ per channel (axis 0) instead of one per layer.
     batch_size : int
         Calibration images per ANN forward batch (memory: only needed activations are kept).
+    v_init : float
+        Initial membrane potential of every IF neuron in units of θ, in ``[0, 1)``
+        (``Population.v_init``; 0.5 rounds instead of flooring the rate).
+    calibration : {"none", "bias", "potential", "bias+potential"}
+        Layer-wise calibration on ``calib_images`` of ``calib_x`` simulated for ``timesteps``
+        steps (:func:`eventsnn.convert.layer_calibration.calibrate_layers`, ``calib_passes`` passes).
+    timesteps : int
+        The ``T`` the network is meant to run for (``norm="mmse"`` and calibration).
+    calib_images, calib_passes : int
+        Images (a seeded subset of ``calib_x``; unset: the preset's 64, or all of ``calib_x``
+        when it has fewer) and passes of the layer-wise calibration. Bias calibration needs at
+        least 16 images, potential calibration 32 (:data:`eventsnn.convert.layer_calibration.MIN_IMAGES`).
+    preset : {"default", "paper"}
+        Where unset settings come from (:data:`eventsnn.convert.presets.PRESETS`): ``"paper"`` is the
+        paper's method (burst-percentile 99.9, ``V(0) = 0``, no calibration).
     progress : bool
         Show a tqdm progress bar over the calibration images.
     reset : {"subtract", "zero"}
         ``"subtract"``: Eq. 2-4. ``"zero"`` (needs ``burst=1``): IF neurons with NIR's hard
         reset and strict threshold, ``V = 0`` after a spike
-        (:func:`eventsnn.io.nir.hard_reset`); with ``pooling="avg"`` the network is exactly
-        expressible in NIR (``eventsnn.io.nir.NIR_PRESET``).
+        (:func:`eventsnn.io.nir.hard_reset`), starting from ``V(0) = 0`` and not calibrated
+        here (``v_init`` and ``calibration`` must then be unset or 0 / ``"none"``); with
+        ``pooling="avg"`` the network is exactly expressible in NIR
+        (``eventsnn.io.nir.NIR_PRESET``).
 
     Returns
     -------
@@ -423,9 +446,26 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
     t0 = time.perf_counter()
     if reset not in ("subtract", "zero"):
         raise ValueError(f"reset must be 'subtract' (Eq. 2-4) or 'zero' (NIR's IF), got {reset!r}")
+    if reset == "zero":
+        if v_init not in (None, 0) or calibration not in (None, "none"):
+            raise ValueError("reset='zero' (NIR's IF neuron) starts from V(0) = 0 and is not "
+                             "calibrated here; leave v_init and calibration unset (or pass "
+                             "v_init=0, calibration='none')")
+        v_init, calibration = 0.0, "none"
+    cfg = resolve_settings(preset, norm=norm, percentile=percentile, burst=burst,
+                           channelwise=channelwise, v_init=v_init, calibration=calibration,
+                           timesteps=timesteps, calib_images=calib_images, calib_passes=calib_passes)
+    norm, percentile, burst, channelwise = cfg["norm"], cfg["percentile"], cfg["burst"], cfg["channelwise"]
     if reset == "zero" and burst != 1:
         raise ValueError(f"reset='zero' fires at most one spike per step; pass burst=1, not {burst!r}")
     x = _check_args(graph, calib_x, norm, percentile, burst, pooling, channelwise, batch_size)
+    if calib_images is None:  # the preset's number, or all of calib_x when it has fewer
+        cfg["calib_images"] = min(cfg["calib_images"], len(x))
+    need = MIN_IMAGES[cfg["calibration"]]
+    if cfg["calibration"] != "none" and not need <= cfg["calib_images"] <= len(x):
+        raise ValueError(f"calibration {cfg['calibration']!r} needs at least {need} calibration "
+                         f"images and simulates calib_images={cfg['calib_images']}, but calib_x has "
+                         f"{len(x)}; pass more images (at least {need}) or calibration='none'")
     folded = fold_batchnorm(graph)
     n_folded = len(graph.nodes) - len(folded.nodes)
     pops = _Walker(folded, pooling).run()
@@ -433,7 +473,7 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
     refs = {p.name: (p.ann_node, p.ann_relu) for p in pops if p.kind == "if"}
     scales = collect_scales(folded, x, refs, norm=norm, percentile=float(percentile), burst=int(burst),
                             channelwise=bool(channelwise), batch_size=int(batch_size),
-                            progress=progress)
+                            timesteps=cfg["timesteps"], v0=cfg["v_init"], progress=progress)
     by_name = {p.name: p for p in pops}
     for p in pops:
         if p.kind == "if":
@@ -461,16 +501,25 @@ def convert(graph, calib_x, *, norm="burst-percentile", percentile=99.9, burst=5
         populations.append(Population(p.name, p.shape, p.kind, threshold=1.0, burst=gamma, bias=bias,
                                       pool=p.pool, ann_node=p.ann_node,
                                       scale=np.asarray(p.scale, dtype=np.float32),
-                                      v_max=None if p.clip is None else 1.0))
+                                      v_max=None if p.clip is None else 1.0,
+                                      v_init=cfg["v_init"] if p.kind == "if" else 0.0))
     meta = {
         "converter": "eventsnn.convert", "norm": norm, "percentile": float(percentile),
         "burst": int(burst), "pooling": pooling, "channelwise": bool(channelwise),
         "calib_size": int(len(x)), "folded_batchnorms": int(n_folded),
         "ann_relu": [p.name for p in pops if p.ann_relu],
-        "scales": {p.name: np.asarray(p.scale, dtype=np.float64).tolist() for p in pops},
-        "convert_seconds": round(time.perf_counter() - t0, 3),
+        "scales": {p.name: np.asarray(p.scale, dtype=np.float32).tolist() for p in pops},
+        "preset": preset, "v_init": cfg["v_init"], "calibration": cfg["calibration"],
+        "timesteps": cfg["timesteps"],
     }
     net = SpikingNetwork(folded.input_shape, populations, connections, meta)
+    if cfg["calibration"] != "none":
+        pick = np.sort(np.random.default_rng(0).choice(len(x), cfg["calib_images"], replace=False))
+        rep = calibrate_layers(folded, net, x[pick], cfg["timesteps"], mode=cfg["calibration"],
+                               passes=cfg["calib_passes"])
+        net.meta.update(calib_images=cfg["calib_images"], calib_passes=cfg["calib_passes"],
+                        calib_rate_error=[float(np.mean(list(e.values()))) for e in rep["rate_error"]])
+    net.meta["convert_seconds"] = round(time.perf_counter() - t0, 3)
     if reset == "zero":
         from ..io.nir import hard_reset
 

@@ -241,9 +241,11 @@ class NumbaProgram:
         self.inc_conn = np.array(inc_conn, dtype=np.int64)
         self.fbuf, self.ibuf = buf.arrays()
         self.bias = np.zeros(self.n_tot, np.float32)
+        self.v0 = np.zeros(self.n_tot, np.float32)
         for k, p in enumerate(pops):
             if p.bias is not None:
                 self.bias[self.offsets[k]:self.offsets[k + 1]] = to_internal(p.bias.reshape(-1), p.shape)
+            self.v0[self.offsets[k]:self.offsets[k + 1]] = to_internal(p.initial_potential(), p.shape)
         # populations fed by the analog input get a per-image constant current (direct coding)
         self.const_pops = sorted({index[c.dst] for c in net.connections if c.src == INPUT})
         self.n_const = 0
@@ -334,8 +336,9 @@ class NumbaProgram:
         trains = (np.zeros((B, T, self.n_tot), np.int64) if "trains" in record
                   else np.zeros((0, 0, 0), np.int64))
         K.simulate_batch(
-            T, min(B, numba.get_num_threads()), table, self.theta, self.v_max, self.inc_ptr, self.inc_conn,
-            conns, self.fbuf, self.ibuf, self.bias, const, x_spk, self.n_lip, self.n_mg,
+            T, min(B, numba.get_num_threads()), table, self.theta, self.v_max, self.inc_ptr,
+            self.inc_conn, conns, self.fbuf, self.ibuf, self.bias, self.v0, const, x_spk, self.n_lip,
+            self.n_mg,
             outputs, spikes, events, synops, hist, V, counts, trains)
 
         spiking = [(k, p) for k, p in enumerate(pops) if p.kind != "output"]

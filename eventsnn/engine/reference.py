@@ -66,8 +66,10 @@ class _State:
     def __init__(self, pop, n_synapses):
         n = pop.size
         self.current = np.zeros(n)                      # I(t), summed within the step
-        # V ("if", "lif") or U ("output"); float32 for the NIR neurons (see module docstring)
-        self.potential = np.zeros(n, np.float32 if pop.dynamics is not None else np.float64)
+        # V ("if", "lif": from V(0)) or U ("output", from 0); float32 for the NIR neurons (see
+        # module docstring)
+        self.potential = pop.initial_potential().astype(
+            np.float32 if pop.dynamics is not None else np.float64)
         self.params = pop.step_parameters() if pop.dynamics is not None else None
         self.hidden = np.zeros(n_synapses, np.int64)    # lipool h_{w,i} / maxgate C_{w,i}
         self.step_count = np.zeros(n_synapses, np.int64)  # maxgate s_{w,i}(t)

@@ -75,13 +75,15 @@ def claim_next(typingctx, counter):
 
 
 @kernel_jit()
-def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const, x_spk,
+def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, v0, const,
+                   x_spk,
                    V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur, nev,
                    outputs, spikes, events, synops, hist, counts, trains):
     """Simulate image ``b`` of the batch for ``T`` steps in the state arrays of one worker.
 
     ``V`` ... ``nev`` are the worker's state (one image, layouts as in :func:`simulate_batch`
-    without the batch axis); they are reset here. Results go to row ``b`` of ``outputs`` ...
+    without the batch axis); they are reset here (``V`` to the initial potentials ``v0``).
+    Results go to row ``b`` of ``outputs`` ...
     ``trains`` (see :func:`simulate_batch`).
     """
     P = pops.shape[0]
@@ -89,7 +91,7 @@ def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibu
     poisson = x_spk.shape[1] > 0
     rec_counts = counts.shape[0] > 0
     rec_trains = trains.shape[0] > 0
-    V[:] = 0.0
+    V[:] = v0
     I[:] = 0.0
     lip_h[:] = 0
     stamp[:] = -1
@@ -171,7 +173,8 @@ def simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibu
 
 
 @kernel_jit(parallel=True)
-def simulate_batch(T, n_workers, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
+def simulate_batch(T, n_workers, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, v0,
+                   const,
                    x_spk, n_lip, n_mg, outputs, spikes, events, synops, hist, potential, counts,
                    trains):
     """Simulate a batch for ``T`` steps: ``n_workers`` threads, each image on one thread.
@@ -198,6 +201,8 @@ def simulate_batch(T, n_workers, pops, theta, v_max, inc_ptr, inc_conn, conns, f
         All weights / all integer tables (fan-outs, window tables, CSR structure).
     bias : float32 (N_tot,)
         Bias current per neuron, all populations packed.
+    v0 : float32 (N_tot,)
+        Initial membrane potential ``V(0)`` per neuron (0 for non-"if" populations).
     const : float32 (B, ·)
         Per image, bias + direct-coded input current of the populations that receive the
         input (at their ``P_CONST`` offset); the others use ``bias``.
@@ -255,7 +260,8 @@ def simulate_batch(T, n_workers, pops, theta, v_max, inc_ptr, inc_conn, conns, f
         nev = np.empty(P + 1, np.int64)
         b = claim_next(next_image)
         while b < B:
-            simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, const,
+            simulate_image(b, T, pops, theta, v_max, inc_ptr, inc_conn, conns, fbuf, ibuf, bias, v0,
+                           const,
                            x_spk, V, I, ev_idx, ev_cnt, lip_h, stamp, touched, mg_cum, mg_cur,
                            nev, outputs, spikes, events, synops, hist, counts, trains)
             if rec_potential:

@@ -19,6 +19,8 @@ Needs Hypothesis (``pip install eventsnn[test]``); see :mod:`eventsnn.testing` f
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -302,3 +304,17 @@ def pooling_cases(draw, max_t=8):
     kernel, stride, padding, (h, w) = draw(pooling_geometries())
     t, c = draw(st.integers(1, max_t)), draw(st.integers(1, 2))
     return draw(spike_counts((t, c, h, w))), kernel, stride, padding
+
+
+def with_v_init(net, seed):
+    """A copy of ``net`` whose IF populations start from random dyadic ``V(0)`` in [0, θ):
+    per population a scalar, one value per channel or one per neuron."""
+    rng = np.random.default_rng(seed)
+    pops = []
+    for p in net.populations:
+        if p.kind == "if":
+            shape = [(), p.shape[:1], p.shape][int(rng.integers(0, 3))]
+            v = dyadic(rng, shape, 0, int(p.threshold / Q) - 1)
+            p = dataclasses.replace(p, v_init=v)
+        pops.append(p)
+    return SpikingNetwork(net.input_shape, pops, net.connections, meta=net.meta)
