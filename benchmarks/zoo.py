@@ -295,12 +295,15 @@ def main(argv=None):
         print(f"no zoo model found in {zoo_models.zoo_dir(args.zoo_dir)}; see "
               "benchmarks/zoo_fetch.md")
         return 1
+    from eventsnn.convert.presets import PRESETS
+
+    defaults = ", ".join(f"{k}={v}" for k, v in PRESETS["default"].items())
     meta = {"data": (f"CIFAR-10 ({default_cifar().name}) or MNIST (IDX): {args.n} test images, "
                      f"class-balanced seeded subset (seed {args.seed}), calibration on "
                      f"{args.calib} class-balanced training images (seed {args.seed + 1}); each "
                      "model with its own input preparation. ANN and SNN measured on the same "
                      "images."),
-            "settings": (f"`eventsnn.convert` defaults (burst-percentile p=99.9, Γ=5, LIPool), "
+            "settings": (f"`eventsnn.convert` defaults (preset 'default': {defaults}, LIPool), "
                          f"numba engine, direct input, T up to {args.T}; E ratio = E_SNN/E_ANN "
                          "at 4.6 pJ/MAC and 0.9 pJ/AC. Import rel. error = max |graph − torch| "
                          "/ max |torch| over the test images."), "T": args.T}
