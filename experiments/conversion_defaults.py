@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import default_data, load_model, load_split, model_normalization, resolve_model  # noqa: E402
+from configs import default_data, load_model, load_split, model_normalization, resolve_model  # noqa: E402
 
 OUT = HERE / "results" / "conversion"
 
