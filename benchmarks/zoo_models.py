@@ -487,12 +487,16 @@ def load_model(name, directory=None, quantised=False):
 def tflite_outputs(name, x, directory=None):
     """Outputs of the authors' float TFLite export of model ``name`` on NCHW float32 ``x``
     (run with ``ai-edge-litert``; NHWC inside, softmax probabilities out), or None when the
-    entry has no ``.tflite`` file."""
+    entry has no ``.tflite`` file or ``ai-edge-litert`` (``pip install eventsnn[zoo]``) is not
+    installed: then only the Keras ``.h5`` graph is checked."""
     e = entry(name)
     index = [i for i, f in enumerate(e.files) if f.endswith(".tflite")]
     if not index:
         return None
-    from ai_edge_litert.interpreter import Interpreter
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
 
     interp = Interpreter(model_path=str(weight_path(name, directory, index=index[0])))
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]

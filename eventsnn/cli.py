@@ -476,6 +476,7 @@ def build_parser():
                    help="calibrations to try (default: %(default)s)")
     _add_calib_source_args(p)
     _add_run_args(p)
+    _add_dask_args(p)
     p.add_argument("--out", default="eventsnn-sweep", help="output folder (default: %(default)s)")
     return parser
 
@@ -713,9 +714,12 @@ def cmd_sweep(args):
     grid = {"norm": args.norm, "percentile": args.percentile, "burst": args.burst,
             "v_init": args.v_init, "calibration": args.calibrate}
     print(f"sweep on {test.name} ({len(test)} images) at T={args.T}; calibrated on {note}")
-    res = sweep(graph, calib_x, test.x, test.y, T=args.T, grid=grid, base={"preset": args.preset},
-                energy=_energy_model(args),
-                progress=not args.no_progress, batch_size=args.batch_size)
+    from .distributed import connect
+
+    with connect(args.dask) as client:
+        res = sweep(graph, calib_x, test.x, test.y, T=args.T, grid=grid,
+                    base={"preset": args.preset}, energy=_energy_model(args),
+                    progress=not args.no_progress, batch_size=args.batch_size, client=client)
     paths = write_sweep(res, args.out, title=f"{args.model or 'shipped Fashion-MNIST VGG'}")
     for r in sorted(res["rows"], key=lambda r: r["energy_ratio"]):
         mark = "*" if r["pareto"] else " "

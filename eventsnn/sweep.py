@@ -60,7 +60,7 @@ def pareto_front(accuracy, cost):
 
 
 def sweep(graph, calib_x, x, y, *, T=32, grid=None, base=None, energy="45nm-fp32", progress=True,
-          batch_size=None):
+          batch_size=None, client=None):
     """Convert and simulate every setting of ``grid``; accuracy and cost at ``T``.
 
     Parameters
@@ -83,6 +83,10 @@ def sweep(graph, calib_x, x, y, *, T=32, grid=None, base=None, energy="45nm-fp32
         Show a progress bar over the settings.
     batch_size : int, optional
         Simulation batch size.
+    client : dask.distributed.Client, optional
+        Simulate every setting on this Dask cluster (:func:`eventsnn.simulate` with
+        ``client``; results identical to an in-process run). Conversion and its layer-wise
+        calibration run in this process.
 
     Returns
     -------
@@ -98,12 +102,11 @@ def sweep(graph, calib_x, x, y, *, T=32, grid=None, base=None, energy="45nm-fp32
     from .energy import estimate_energy, get_energy_model
     from .engine import simulate
 
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y)
-    if len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
+    from .validation import check_batch, check_labels, check_positive_int
+
+    T = check_positive_int(T, "T")
+    x = check_batch(x, graph.input_shape)
+    y = check_labels(y, len(x), int(np.prod(graph.output_shape)), name="y")
     combos = _combos(DEFAULT_GRID if grid is None else grid)
     base = dict(base or {})
     ann_acc = float((graph.forward(x).argmax(axis=1) == y).mean())
@@ -112,7 +115,7 @@ def sweep(graph, calib_x, x, y, *, T=32, grid=None, base=None, energy="45nm-fp32
         t0 = time.perf_counter()
         net = convert(graph, calib_x, **{"timesteps": int(T), **base, **c})
         t1 = time.perf_counter()
-        res = simulate(net, x, int(T), progress=False, batch_size=batch_size)
+        res = simulate(net, x, T, progress=False, batch_size=batch_size, client=client)
         t2 = time.perf_counter()
         tot = estimate_energy(graph, net, res, energy)["total"]
         n_neurons = sum(p.size for p in net.populations if p.kind != "output")
@@ -124,7 +127,7 @@ def sweep(graph, calib_x, x, y, *, T=32, grid=None, base=None, energy="45nm-fp32
     for key, cost in (("pareto", "energy_ratio"), ("pareto_synops", "synops_per_image")):
         for r, on in zip(rows, pareto_front(acc, [r[cost] for r in rows])):
             r[key] = bool(on)
-    return {"T": int(T), "n_images": int(len(x)), "ann_accuracy": ann_acc,
+    return {"T": T, "n_images": int(len(x)), "ann_accuracy": ann_acc,
             "energy_model": get_energy_model(energy).to_dict(), "rows": rows}
 
 

@@ -44,7 +44,7 @@ def test_sweep_on_the_shipped_model(tmp_path, shipped_model):
     assert paths["markdown"].read_text().count("norm=percentile, percentile=99.9") == 2
     if "plot" in paths:
         assert paths["plot"].stat().st_size > 0
-    with pytest.raises(ValueError, match="T must be a positive integer"):
+    with pytest.raises(ValueError, match="T must be an integer >= 1"):
         sweep(graph, train.x[:64], x, y, T=0)
 
 
