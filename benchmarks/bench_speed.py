@@ -1,7 +1,7 @@
 """Per-core speed of the event engine against two dense baselines, side by side, per conversion.
 
-For each network and each conversion setting (``convert()`` defaults, and
-``norm="percentile", percentile=99``: fewer spikes), on the same images, in interleaved rounds
+For each network and each conversion setting (``convert()`` defaults, and the paper's method
+``preset="paper"``), on the same images, in interleaved rounds
 (so that a change of machine load hits all three alike; the best round counts):
 
 * **event**: ``eventsnn.simulate`` (numba engine), CPU time per image;
@@ -16,7 +16,7 @@ per-connection breakdown of :mod:`profile_engine` (G synaptic updates/s per laye
 in-cache AXPY rate of :mod:`bench_kernels` measured in the same run) and the peak RSS.
 
 Usage: ``python benchmarks/bench_speed.py [--networks resnet20] [--T 32] [--images 32]
-[--threads 1 2]``
+[--threads 1 2] [--settings defaults paper]``
 """
 
 from __future__ import annotations
@@ -32,24 +32,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-SETTINGS = {"defaults": {}, "percentile99": {"norm": "percentile", "percentile": 99.0}}
+SETTINGS = ("defaults", "paper")
 BATCH = 32
 
 
 def converted(name, data, setting, log=print):
-    """The network converted with ``SETTINGS[setting]`` (cached in ``benchmarks/.cache``)."""
+    """The network converted with ``convert()``'s defaults (``"defaults"``: percentile λ,
+    V(0) = θ/2, bias calibration; converted afresh, so it follows the current defaults) or
+    with the paper's method (``"paper"``, Γ = 5, LIPooling; cached in ``benchmarks/.cache``)."""
     from eventsnn.convert import convert
-    from eventsnn.network import load_network
 
+    net, graph, _ = common.get_network(name, data["x_calib"], log=log)
     if setting == "defaults":
-        return common.get_network(name, data["x_calib"], log=log)[:2]
-    net0, graph, _ = common.get_network(name, data["x_calib"], log=log)
-    path = common.CACHE / f"{name}-{setting}-c{len(data['x_calib'])}.npz"
-    if path.is_file():
-        return load_network(path), graph
-    log(f"  converting {name} ({setting}) ...")
-    net = convert(graph, data["x_calib"], burst=5, pooling="lipool", **SETTINGS[setting])
-    net.save(path)
+        log(f"  converting {name} with convert() defaults ...")
+        net = convert(graph, data["x_calib"])
     return net, graph
 
 
@@ -108,7 +104,8 @@ def time_setting(net, graph, x, T, repeat, threads):
     return out
 
 
-def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=None, log=print):
+def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=None, log=print,
+        settings=SETTINGS):
     """Time every network and setting; write ``speed.json`` and ``speed.md`` under ``out``."""
     import profile_engine
     from bench_kernels import measure_axpy
@@ -123,7 +120,7 @@ def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=Non
     for name in networks:
         data = common.load_cifar(common.default_cifar(), images, 256, network=name)
         x = data["x_test"][:images]
-        for setting in SETTINGS:
+        for setting in settings:
             net, graph = converted(name, data, setting, log)
             mon = common.LoadMonitor()
             with mon:
@@ -195,9 +192,11 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     ap.add_argument("--out", default=str(common.RESULTS))
     args = ap.parse_args(argv)
-    run(args.networks, args.T, args.images, args.repeat, tuple(args.threads), args.out)
+    run(args.networks, args.T, args.images, args.repeat, tuple(args.threads), args.out,
+        settings=tuple(args.settings))
 
 
 if __name__ == "__main__":

@@ -61,13 +61,14 @@ _IM2COL_BYTES = 1 << 27  # conv2d processes the batch in chunks whose im2col mat
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, padding=0,
            groups: int = 1, dilation=1) -> np.ndarray:
-    """2-D cross-correlation (PyTorch/ONNX ``Conv``), BLAS-backed.
+    """2-D cross-correlation (PyTorch/ONNX ``Conv``) with reproducible rounding.
 
     Windows are gathered with :func:`numpy.lib.stride_tricks.sliding_window_view` into one
-    im2col matrix ``(C*kh*kw, B*Ho*Wo)`` and contracted with the kernel by a single BLAS
-    GEMM (one large GEMM rather than one per image: many small multi-threaded GEMMs are
-    very slow on a busy machine). A dilated kernel is applied as the kernel with
-    ``dilation - 1`` zeros between its taps (the same sums); groups run one GEMM each.
+    im2col matrix ``(C*kh*kw, B*Ho*Wo)`` and contracted with the kernel by one matrix product,
+    :func:`eventsnn.kernels.gemm.matmul`, which sums every output over ``(c, ky, kx)`` in a
+    fixed order: an image's result does not depend on its batch, the thread count or the CPU
+    (a BLAS GEMM's does, in the last bits). A dilated kernel is applied as the kernel with
+    ``dilation - 1`` zeros between its taps (the same sums); groups run one product each.
 
     Parameters
     ----------
@@ -111,7 +112,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride=1, 
     if n > chunk:  # bound the im2col buffer for large batches
         return np.concatenate([conv2d(x[i:i + chunk], w, b, stride, padding) for i in range(0, n, chunk)])
     cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * ho * wo)
-    out = w.reshape(w.shape[0], c * kh * kw) @ cols  # (O, B*Ho*Wo)
+    from .kernels.gemm import matmul
+
+    out = matmul(w.reshape(w.shape[0], c * kh * kw), cols)  # (O, B*Ho*Wo), reproducible rounding
     if b is not None:
         out += b[:, None]
     out = out.reshape(w.shape[0], n, ho, wo).transpose(1, 0, 2, 3)
@@ -353,7 +356,9 @@ def _linear_infer(node, in_shapes):
 
 
 def _linear_forward(node, xs):
-    y = xs[0] @ node.params["weight"].T
+    from .kernels.gemm import matmul
+
+    y = matmul(xs[0], node.params["weight"].T)
     b = node.params.get("bias")
     if b is not None:
         y += b

@@ -475,7 +475,9 @@ class DenseConnection(Connection):
         )
 
     def apply(self, x):
-        return (self._flat_input(x) @ self.weight.T).astype(np.float32)
+        from .kernels.gemm import matmul
+
+        return matmul(self._flat_input(x), self.weight.T)
 
     def arrays(self):
         return {"weight": self.weight}

@@ -509,12 +509,11 @@ def test_convert_scales_match_hand_computation(norm):
         for p in net.populations:
             if p.kind == "if":
                 want = activation_scale(acts[p.ann_node], norm, 98.0, 2, cw)
-                # Tolerance: convert runs the ANN in batches of 8, the hand computation in one
-                # batch, and float32 matrix products may round differently depending on how
-                # BLAS blocks them (a few ulps, ~1e-6 relative on AVX-512 OpenBLAS). A
-                # percentile (an order statistic) and max are 1-Lipschitz in the max norm, so
-                # the scale moves by no more than the activations did.
-                np.testing.assert_allclose(p.scale, want, rtol=1e-5)
+                # Exact: convert runs the ANN in batches of 8 and the hand computation in one
+                # batch, but the forward pass rounds each image the same way in any batch
+                # (eventsnn.kernels.gemm.matmul), so both see the same activations. The
+                # population stores λ in float32 (MMSE's λ is a float64 candidate).
+                np.testing.assert_array_equal(p.scale, np.float32(want))
             np.testing.assert_array_equal(net.meta["scales"][p.name], p.scale)
 
 

@@ -3,7 +3,8 @@
 The step functions are the semantics the reference engine runs on. For the neuron kernels the
 values are random float32 numbers, not dyadic ones: kernel and step function perform the same
 float32 operations in the same order, so they must agree bit for bit on any input. Pooling
-works on integer counts (exact). The synapse kernels' twins are in ``twins.py``.
+works on integer counts (exact). The synapse kernels' twins are in ``twins.py``, and so is the
+k-order twin of the reproducible matrix product.
 """
 
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 from eventsnn.engine import steps
 from eventsnn.engine.numba_engine import internal_order
 from eventsnn.kernels import neurons, pooling
+from eventsnn.kernels.gemm import matmul
 from test_kernels import events_to_dense, make_events, pool_setup, random_counts
-from twins import window_slots
+from twins import matmul_in_k_order, window_slots
 
 
 def _f32(rng, n, lo, hi):
@@ -119,3 +121,30 @@ def test_pooling_kernels_are_pooling_steps(seed, kind):
                                           stamp, touched, out_idx, out_cnt)
         got = events_to_dense(out_idx[None], out_cnt[None], np.array([ne]), n_win)[0]
         np.testing.assert_array_equal(got, expect[do], err_msg=f"step {t}")
+
+
+# --- the reproducible matrix product (ANN forward, input currents) -------------------------
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 7, 5), (16, 27, 700), (5, 300, 257), (9, 2, 1030)])
+def test_matmul_is_k_order_twin(m, k, n):
+    # same float32 operations in the same order: equal bit for bit on random (non-dyadic) data
+    rng = np.random.default_rng(m * k * n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    np.testing.assert_array_equal(matmul(a, b), matmul_in_k_order(a, b))
+
+
+def test_matmul_does_not_depend_on_the_batch():
+    # column j of a @ b is the same whether b has 1 column or 1000 (BLAS gives no such promise)
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((16, 147)).astype(np.float32)
+    b = rng.standard_normal((147, 1000)).astype(np.float32)
+    whole = matmul(a, b)
+    for j0, j1 in [(0, 1), (3, 260), (999, 1000), (255, 513)]:
+        np.testing.assert_array_equal(matmul(a, b[:, j0:j1]), whole[:, j0:j1])
+
+
+def test_matmul_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\)"):
+        matmul(np.ones((2, 3)), np.ones((4, 5)))

@@ -61,3 +61,13 @@ def window_reduce(x, kernel, stride, padding, reduce):
             out[:, :, i, j] = reduce(xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].reshape(
                 x.shape[0], x.shape[1], -1), axis=-1)
     return out
+
+
+def matmul_in_k_order(a, b):
+    """``a @ b`` as float32 rank-1 updates in increasing k: the summation order of
+    :func:`eventsnn.kernels.gemm.matmul` (numpy's element-wise float32 ops are exact IEEE)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    out = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for k in range(a.shape[1]):
+        out += a[:, k:k + 1] * b[k]
+    return out

@@ -109,7 +109,9 @@ class Dense(LinOp):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
 
     def apply(self, x):
-        return (x.reshape(len(x), -1) @ self.weight.T.astype(np.float32)).astype(np.float32)
+        from ..kernels.gemm import matmul
+
+        return matmul(x.reshape(len(x), -1), self.weight.T)
 
 
 class Structural(LinOp):
