@@ -118,7 +118,8 @@ def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=Non
     res = {"machine": common.machine_info(1), "T": T, "images": images, "repeat": repeat,
            "axpy_updates_per_s": axpy, "networks": []}
     for name in networks:
-        data = common.load_cifar(common.default_cifar(), images, 256, network=name)
+        data = common.fmnist_data(images, 256) if name == "fmnist" else \
+            common.load_cifar(common.default_cifar(), images, 256, network=name)
         x = data["x_test"][:images]
         for setting in settings:
             net, graph = converted(name, data, setting, log)
@@ -157,7 +158,7 @@ def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=Non
 def markdown(res):
     """The report of :func:`run` (Markdown)."""
     lines = ["# Event engine vs dense, per core", "", common.machine_md(res["machine"]), "",
-             f"T = {res['T']}, {res['images']} CIFAR-10 test images, best of {res['repeat']} "
+             f"T = {res['T']}, {res['images']} test images (CIFAR-10; Fashion-MNIST for fmnist), best of {res['repeat']} "
              "interleaved rounds; CPU time per image for 1 thread, wall time for 2. "
              f"In-cache AXPY: {res['axpy_updates_per_s'] / 1e9:.1f} G updates/s per core.", ""]
     rows = []

@@ -314,3 +314,19 @@ def test_layout_conversions_match_internal_order(shape, lead):
     public = to_public(inner, shape)
     np.testing.assert_array_equal(public, a)
     assert public.flags.c_contiguous and not np.shares_memory(public, inner)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 100, 4099])
+@pytest.mark.parametrize("p", [0.0, 0.13, 0.5, 1.0])
+def test_compact_events_lists_the_positive_counts_in_order(n, p):
+    # both the AVX-512 path (where the CPU has it, 16 neurons per step) and the scalar path
+    rng = np.random.default_rng(n)
+    dense = ((rng.random(n) < p) * rng.integers(-2, 6, n)).astype(np.int32)
+    want = np.flatnonzero(dense > 0)          # neurons that fired (counts <= 0 are no events)
+    for compact in (lambda i, c: neurons.compact_events(i, c, n),
+                    lambda i, c: neurons.compact_scalar(i, c, 0, 0, n)):
+        idx, cnt = np.full(n, -7, np.int32), dense.copy()
+        ne = compact(idx, cnt)
+        assert ne == len(want)
+        np.testing.assert_array_equal(idx[:ne], want)
+        np.testing.assert_array_equal(cnt[:ne], dense[want])

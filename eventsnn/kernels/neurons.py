@@ -2,6 +2,10 @@
 output integrator, events. Numpy twins: :mod:`eventsnn.engine.steps`."""
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .caching import kernel_jit
 
@@ -47,14 +51,93 @@ def if_image(V, I, const, theta, gamma, v_max, ev_idx, ev_cnt):
     return compact_events(ev_idx, ev_cnt, V.shape[0])
 
 
+def _host_has_avx512():
+    """Whether numba compiles for this machine's CPU and it has AVX-512F (see :func:`_compress16`)."""
+    from numba.core import config
+
+    if config.CPU_NAME:      # a fixed target CPU (e.g. portable caches): do not assume AVX-512
+        return False
+    try:
+        import llvmlite.binding as ll
+
+        return bool(ll.get_host_cpu_features().get("avx512f", False))
+    except RuntimeError:     # features unknown on this platform
+        return False
+
+
+AVX512 = _host_has_avx512()
+BLOCK = 16  # neurons per compress step of :func:`_compress16`
+
+
+@intrinsic
+def _compress16(typingctx, ev_idx, ev_cnt, n, ne):
+    """Append the neurons ``n .. n+15`` with a positive ``ev_cnt`` to the event list at ``ne``.
+
+    ``ev_cnt[n:n+16]`` is loaded as one vector; its positive lanes and their indices are packed
+    to the front of two vectors (AVX-512 ``vpcompressd`` into registers: the compress-to-memory
+    form is microcoded and slower than a scalar loop on AMD Zen 4) and stored whole at
+    ``ev_idx[ne:]`` / ``ev_cnt[ne:]`` (lanes past the events are zeros; ``ne <= n`` keeps the
+    stores inside the block already loaded, so it works in place). Returns the new ``ne``.
+    Compiled only where :data:`AVX512` holds.
+    """
+    if not all(isinstance(a, types.Array) and a.dtype == types.int32 for a in (ev_idx, ev_cnt)):
+        return None
+    sig = types.intp(ev_idx, ev_cnt, n, ne)
+
+    def codegen(context, builder, signature, args):
+        idx_p = context.make_array(signature.args[0])(context, builder, args[0]).data
+        cnt_p = context.make_array(signature.args[1])(context, builder, args[1]).data
+        n_, ne_ = args[2], args[3]
+        i32 = ir.IntType(32)
+        v16 = ir.VectorType(i32, BLOCK)
+        zeros = ir.Constant(v16, [0] * BLOCK)
+
+        def vec(base, off):
+            return builder.bitcast(builder.gep(base, [off]), v16.as_pointer())
+
+        cnt = builder.load(vec(cnt_p, n_), align=4)
+        mask = builder.icmp_signed(">", cnt, zeros)
+        first = builder.insert_element(ir.Constant(v16, ir.Undefined), builder.trunc(n_, i32),
+                                       ir.Constant(i32, 0))
+        idx = builder.add(builder.shuffle_vector(first, ir.Constant(v16, ir.Undefined), zeros),
+                          ir.Constant(v16, list(range(BLOCK))))
+        compress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v16, [v16, v16, mask.type]),
+            "llvm.x86.avx512.mask.compress.v16i32")
+        builder.store(builder.call(compress, [idx, zeros, mask]), vec(idx_p, ne_), align=4)
+        builder.store(builder.call(compress, [cnt, zeros, mask]), vec(cnt_p, ne_), align=4)
+        i64 = ir.IntType(64)
+        popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]),
+                                                  "llvm.ctpop.i64")
+        bits = builder.zext(builder.bitcast(mask, ir.IntType(BLOCK)), i64)
+        return builder.add(ne_, builder.call(popcount, [bits]))
+
+    return sig, codegen
+
+
 @kernel_jit()
 def compact_events(ev_idx, ev_cnt, N):
     """Turn the dense counts ``ev_cnt[:N]`` into an event list in place; return its length.
 
+    With AVX-512, sixteen neurons at a time (:func:`_compress16`, ~3x faster at 10-20 % firing);
+    the rest, or everything elsewhere, by :func:`compact_scalar`.
+    """
+    n = 0
+    ne = 0
+    if AVX512:
+        while n + BLOCK <= N:
+            ne = _compress16(ev_idx, ev_cnt, n, ne)
+            n += BLOCK
+    return compact_scalar(ev_idx, ev_cnt, n, ne, N)
+
+
+@kernel_jit()
+def compact_scalar(ev_idx, ev_cnt, n0, ne, N):
+    """:func:`compact_events` from neuron ``n0`` on, ``ne`` events already listed (scalar).
+
     Branch-free, in place: slot ``ne <= n`` is written after ``n`` is read.
     """
-    ne = 0
-    for n in range(N):
+    for n in range(n0, N):
         c = ev_cnt[n]
         ev_idx[ne] = n
         ev_cnt[ne] = c
