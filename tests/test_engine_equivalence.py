@@ -7,7 +7,7 @@ float arithmetic is exact and order-independent, so the two engines must agree b
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from eventsnn.engine import simulate
@@ -64,13 +64,19 @@ def test_engines_agree_with_initial_potential(one_thread, case, seed, poisson):
 @settings(max_examples=200, **SETTINGS)
 @given(a=st.integers(0, 5 * 256), burst=st.integers(1, 5), T=st.integers(1, 64),
        half=st.booleans())
+@example(a=240, burst=1, T=24, half=True)          # error equal to the bound 1/(2T)
 def test_rate_error_of_constant_input(one_thread, a, burst, T, half):
     """A burst IF neuron (θ = 1) driven by a constant dyadic current ``a ≤ Γ`` (below the cap)
     fires ``floor(V(0) + aT)`` spikes: rate error ``≤ 1/(2T)`` from ``V(0) = 1/2`` (rounding),
-    ``< 1/T`` from 0 (flooring). Exact: dyadic sums of at most 64 terms are exact in float32."""
+    ``< 1/T`` from 0 (flooring). Exact: dyadic sums of at most 64 terms are exact in float32,
+    and the error is compared in rational arithmetic (it can equal the bound, e.g. a = 15/16,
+    T = 24: 23 spikes, error exactly 1/48)."""
     from eventsnn.network import DenseConnection, Population, SpikingNetwork
 
-    a = min(a, 256 * burst) / 256
+    from fractions import Fraction
+
+    a_256 = min(a, 256 * burst)
+    a = a_256 / 256
     v0 = 0.5 if half else 0.0
     net = SpikingNetwork((1,), [Population("p", (1,), "if", burst=burst, v_init=v0),
                                 Population("out", (1,), "output")],
@@ -80,8 +86,8 @@ def test_rate_error_of_constant_input(one_thread, a, burst, T, half):
     for engine in ("reference", "numba"):
         n = simulate(net, x, T, engine=engine, progress=False).spikes["p"].sum()
         assert n == np.floor(v0 + a * T)
-        err = abs(n / T - a)
-        assert err <= 1 / (2 * T) if half else err < 1 / T
+        err = abs(Fraction(int(n), T) - Fraction(a_256, 256))    # exact: the bound is reached
+        assert err <= Fraction(1, 2 * T) if half else err < Fraction(1, T)
 
 
 @settings(max_examples=50, **SETTINGS)
