@@ -158,8 +158,9 @@ def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=Non
 def markdown(res):
     """The report of :func:`run` (Markdown)."""
     lines = ["# Event engine vs dense, per core", "", common.machine_md(res["machine"]), "",
-             f"T = {res['T']}, {res['images']} test images (CIFAR-10; Fashion-MNIST for fmnist), best of {res['repeat']} "
-             "interleaved rounds; CPU time per image for 1 thread, wall time for 2. "
+             f"T = {res['T']}, {res['images']} test images (CIFAR-10; Fashion-MNIST for fmnist), "
+             f"best of {res['repeat']} interleaved rounds; CPU time per image for 1 thread, "
+             "wall time for 2. "
              f"In-cache AXPY: {res['axpy_updates_per_s'] / 1e9:.1f} G updates/s per core.", ""]
     rows = []
     for e in res["networks"]:

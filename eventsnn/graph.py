@@ -356,9 +356,9 @@ def _linear_infer(node, in_shapes):
 
 
 def _linear_forward(node, xs):
-    from .kernels.gemm import matmul
+    from .kernels.gemm import linear
 
-    y = matmul(xs[0], node.params["weight"].T)
+    y = linear(xs[0], node.params["weight"])
     b = node.params.get("bias")
     if b is not None:
         y += b

@@ -475,9 +475,9 @@ class DenseConnection(Connection):
         )
 
     def apply(self, x):
-        from .kernels.gemm import matmul
+        from .kernels.gemm import linear
 
-        return matmul(self._flat_input(x), self.weight.T)
+        return linear(self._flat_input(x), self.weight)
 
     def arrays(self):
         return {"weight": self.weight}

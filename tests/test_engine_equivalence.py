@@ -5,6 +5,8 @@ float arithmetic is exact and order-independent, so the two engines must agree b
 (docs/design.md, "Simulation semantics").
 """
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -72,8 +74,6 @@ def test_rate_error_of_constant_input(one_thread, a, burst, T, half):
     and the error is compared in rational arithmetic (it can equal the bound, e.g. a = 15/16,
     T = 24: 23 spikes, error exactly 1/48)."""
     from eventsnn.network import DenseConnection, Population, SpikingNetwork
-
-    from fractions import Fraction
 
     a_256 = min(a, 256 * burst)
     a = a_256 / 256

@@ -13,7 +13,7 @@ import pytest
 from eventsnn.engine import steps
 from eventsnn.engine.numba_engine import internal_order
 from eventsnn.kernels import neurons, pooling
-from eventsnn.kernels.gemm import matmul
+from eventsnn.kernels.gemm import linear, matmul
 from test_kernels import events_to_dense, make_events, pool_setup, random_counts
 from twins import matmul_in_k_order, window_slots
 
@@ -148,3 +148,13 @@ def test_matmul_does_not_depend_on_the_batch():
 def test_matmul_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\)"):
         matmul(np.ones((2, 3)), np.ones((4, 5)))
+
+
+def test_linear_rounds_as_matmul_of_the_transposed_weight():
+    # x @ W.T computed as (W @ x.T).T: the same products in the same k order, equal bits
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, 300)).astype(np.float32)
+    w = rng.standard_normal((33, 300)).astype(np.float32)
+    got = linear(x, w)
+    np.testing.assert_array_equal(got, matmul_in_k_order(x, w.T))
+    assert got.flags.c_contiguous and got.dtype == np.float32

@@ -109,9 +109,9 @@ class Dense(LinOp):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
 
     def apply(self, x):
-        from ..kernels.gemm import matmul
+        from ..kernels.gemm import linear
 
-        return matmul(x.reshape(len(x), -1), self.weight.T)
+        return linear(x.reshape(len(x), -1), self.weight)
 
 
 class Structural(LinOp):

@@ -7,7 +7,7 @@ last bits when it is evaluated in another batch, on a single-threaded Dask worke
 machine. :func:`matmul` sums every output element in increasing ``k`` with float32
 accumulation and no reassociation (numba without ``fastmath``), vectorising across output
 columns only, so each element is the same sequence of IEEE operations wherever it is computed.
-The ANN forward pass (:func:`eventsnn.graph.conv2d`, ``linear``), the converter's linear maps
+The ANN forward pass (:func:`eventsnn.graph.conv2d`, :func:`linear`), the converter's linear maps
 and the direct-coded input currents use it; a measured 1.3–4× slower than single-threaded
 OpenBLAS, which those passes can afford.
 """
@@ -19,7 +19,7 @@ from numba import prange
 
 from .caching import kernel_jit
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "linear"]
 
 _COLS = 256            # output columns per task: one row segment of the tile stays in L1
 _ROWS = 4              # output rows per task
@@ -44,6 +44,15 @@ def matmul(a, b):
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not (M, K) and (K, N)")
     return _matmul_kernel(a, b)
+
+
+def linear(x, weight):
+    """``x @ weight.T`` for a batch ``x`` (B, I) and a weight (O, I), rounded as :func:`matmul`.
+
+    Computed as ``matmul(weight, x.T).T``: the same products summed in the same order (equal
+    bits), without copying the transposed weight on every call, only the small batch.
+    """
+    return np.ascontiguousarray(matmul(weight, np.asarray(x).T).T)
 
 
 @kernel_jit(parallel=True)

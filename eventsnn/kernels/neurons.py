@@ -4,7 +4,7 @@ output integrator, events. Numpy twins: :mod:`eventsnn.engine.steps`."""
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from .caching import kernel_jit
@@ -53,8 +53,6 @@ def if_image(V, I, const, theta, gamma, v_max, ev_idx, ev_cnt):
 
 def _host_has_avx512():
     """Whether numba compiles for this machine's CPU and it has AVX-512F (see :func:`_compress16`)."""
-    from numba.core import config
-
     if config.CPU_NAME:      # a fixed target CPU (e.g. portable caches): do not assume AVX-512
         return False
     try:
