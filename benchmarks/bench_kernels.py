@@ -106,14 +106,18 @@ def dyadic(rng, shape, scale=64):
 
 
 class LandedConnection:
-    """A connection prepared and delivered exactly as the numba engine does."""
+    """A connection prepared and delivered exactly as the numba engine does (``ascending``:
+    its source lists events in ascending order, as IF populations do)."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, ascending=False):
         from eventsnn.engine import numba_engine as ne
+        from eventsnn.kernels import schema
         from eventsnn.kernels import simulate as ks
 
         buf = ne._Buffers()
-        self.row = ne._connection_row(conn, 0, 1, buf)
+        self.row = ne._connection_row(conn, 0, 1, buf, ascending)
+        self.path = {schema.CONN_CONV3X3: "window sweep",
+                     schema.CONN_CONV: "row scatter"}.get(int(self.row[schema.C_KIND]), "scatter")
         self.fbuf, self.ibuf = buf.arrays()
         self.deliver = ks.deliver
         self.fan_out = ne.to_internal(conn.fan_out().astype(np.int64), conn.src_shape)
@@ -128,7 +132,9 @@ def counts(fan_out, ev_idx, ev_cnt, n):
 
 
 def conv_case(rng, c, hw, density, axpy_rate, stride=1):
-    """A 3x3 conv (padding 1): the engine's kernel (row scatter) and the tap-by-tap kernel."""
+    """A 3x3 conv (padding 1): the engine's kernels (row scatter; the window sweep, which the
+    engine uses for 16 or 32 channels at stride 1 from IF populations) and the tap-by-tap
+    kernel."""
     from eventsnn.engine.numba_engine import scatter_table
     from eventsnn.kernels.synapses import conv_image
     from eventsnn.network import ConvConnection
@@ -153,6 +159,12 @@ def conv_case(rng, c, hw, density, axpy_rate, stride=1):
         raise AssertionError(f"conv kernels disagree (c={c}, hw={hw}, density={density})")
     rows = [("rows (engine)", best_time(lambda: engine(ev_idx, ev_cnt, n, I))),
             ("taps", best_time(lambda: taps(I)))]
+    sweep = LandedConnection(conn, ascending=True)
+    if sweep.path == "window sweep":
+        c_ = np.zeros_like(I)
+        if not (sweep(ev_idx, ev_cnt, n, c_) == taps(np.zeros_like(I)) and np.array_equal(c_, b)):
+            raise AssertionError(f"window sweep disagrees (c={c}, hw={hw}, density={density})")
+        rows.insert(1, ("window (engine)", best_time(lambda: sweep(ev_idx, ev_cnt, n, I))))
     return [dict(kernel="conv", variant=v, c_in=c, c_out=c, h=hw, w=hw, stride=stride,
                  density=density, events=n, updates=updates, synops=synops, seconds=t,
                  updates_per_s=updates / t, synops_per_s=synops / t,

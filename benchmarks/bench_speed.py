@@ -130,7 +130,7 @@ def run(networks=("resnet20",), T=32, images=32, repeat=3, threads=(1,), out=Non
             r = simulate(net, x, T, progress=False)
             conns = [{"connection": c["connection"], "kind": c["kind"],
                       "src_shape": c["src_shape"], "dst_shape": c["dst_shape"],
-                      "path": "scatter",
+                      "path": c["path"],
                       "density_per_step": c["events"] / T / int(np.prod(c["src_shape"])),
                       "g_updates_per_s": c["landed_updates_per_s"] / 1e9,
                       "frac_axpy": c["landed_updates_per_s"] / axpy,

@@ -39,7 +39,7 @@ def profile(net, x, T, log=print):
     from bench_kernels import LandedConnection
 
     from eventsnn import simulate
-    from eventsnn.engine.numba_engine import to_internal
+    from eventsnn.engine.numba_engine import ASCENDING_EVENTS, to_internal
     from eventsnn.kernels.neurons import if_image
 
     common.set_threads(1)
@@ -60,10 +60,11 @@ def profile(net, x, T, log=print):
         internal = to_internal(tr.reshape(T * B, -1), shapes[name]).astype(np.int32)
         ev[name] = [_events(internal[k]) for k in range(T * B)]
     rows = []
+    kinds = {p.name: p.kind for p in net.populations}
     for c in net.connections:
         if c.src == "input" or c.kind == "pool":
             continue
-        landed = LandedConnection(c)
+        landed = LandedConnection(c, kinds[c.src] in ASCENDING_EVENTS)
         I = np.zeros(c.n_dst, np.float32)
         evs = ev[c.src]
         fo = landed.fan_out
@@ -73,7 +74,8 @@ def profile(net, x, T, log=print):
         for e in evs:
             landed(*e, I)
         t_landed = time.process_time() - t0
-        row = {"connection": c.name, "kind": c.kind, "src_shape": list(c.src_shape),
+        row = {"connection": c.name, "kind": c.kind, "path": landed.path,
+               "src_shape": list(c.src_shape),
                "dst_shape": list(c.dst_shape), "events": sum(e[2] for e in evs) / B,
                "updates_per_image": updates / B, "landed_s_per_image": t_landed / B,
                "landed_updates_per_s": updates / t_landed}

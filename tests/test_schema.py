@@ -16,7 +16,8 @@ def test_column_constants_follow_the_names():
         assert getattr(S, f"P_{name.upper()}") == k
     for k, name in enumerate(S.COMMON_COLUMNS):
         assert getattr(S, f"C_{name.upper()}") == k
-    prefix = {S.CONN_CONV: "CV", S.CONN_DENSE: "DN", S.CONN_CSR: "SP", S.CONN_POOL: "PL"}
+    prefix = {S.CONN_CONV: "CV", S.CONN_DENSE: "DN", S.CONN_CSR: "SP", S.CONN_POOL: "PL",
+              S.CONN_CONV3X3: "W3"}
     for kind, names in S.CONNECTION_COLUMNS.items():
         assert S.C_ARGS + len(names) <= S.C_NPARAM
         for k, name in enumerate(names):
@@ -39,7 +40,11 @@ def test_program_rows_read_back_the_geometry(case):
     net = case[0]
     prog = NumbaProgram(net)
     for row, c in zip(prog.conns, net.connections):
-        if isinstance(c, ConvConnection):
+        if isinstance(c, ConvConnection) and row[S.C_KIND] == S.CONN_CONV3X3:
+            assert c.weight.shape[0] in (16, 32) and c.weight.shape[2:] == (3, 3)
+            assert [row[S.W3_C_IN], row[S.W3_H], row[S.W3_W]] == list(c.src_shape)
+            assert row[S.W3_C_OUT] == c.weight.shape[0]
+        elif isinstance(c, ConvConnection):
             o, i, kh, kw = c.weight.shape
             assert row[S.C_KIND] == S.CONN_CONV
             assert [row[S.CV_C_IN], row[S.CV_KH], row[S.CV_KW], row[S.CV_C_OUT]] == [i, kh, kw, o]
@@ -62,3 +67,31 @@ def test_worker_bytes_counts_every_state_array():
     # pooling state: 4 B per hidden unit, 8 B per max-gate element; nev: 8 B per population + 1
     assert S.worker_bytes(neurons=10, inputs=3, lipool=5, maxgate=2, populations=4) == \
         24 * 10 + 8 * 3 + 4 * 5 + 8 * 2 + 8 * 5
+
+
+def test_window_sweep_only_where_events_ascend():
+    """A 16-channel 3x3 'same' conv is swept from an IF population and from the input, but
+    scattered by rows from a pooling population (window-order events) and for other shapes."""
+    from eventsnn.network import INPUT, DenseConnection, Population, SpikingNetwork
+
+    w16 = np.zeros((16, 16, 3, 3), np.float32)
+    pops = [Population("a", (16, 4, 4), "if"), Population("b", (16, 4, 4), "if"),
+            Population("p", (16, 2, 2), "lipool", pool={"source": "b", "kernel": [2, 2],
+                                                        "stride": [2, 2], "padding": [0] * 4}),
+            Population("c", (16, 2, 2), "if"), Population("d", (16, 1, 1), "if"),
+            Population("out", (2,), "output")]
+    conns = [ConvConnection(INPUT, "a", (16, 4, 4), (16, 4, 4), weight=w16, stride=[1, 1],
+                            padding=[1] * 4),
+             ConvConnection("a", "b", (16, 4, 4), (16, 4, 4), weight=w16, stride=[1, 1],
+                            padding=[1] * 4),
+             PoolConnection("b", "p", (16, 4, 4), (16, 2, 2), kernel=[2, 2], stride=[2, 2],
+                            padding=[0] * 4),
+             ConvConnection("p", "c", (16, 2, 2), (16, 2, 2), weight=w16, stride=[1, 1],
+                            padding=[1] * 4),
+             ConvConnection("c", "d", (16, 2, 2), (16, 1, 1), weight=w16, stride=[2, 2],
+                            padding=[1] * 4),
+             DenseConnection("d", "out", (16, 1, 1), (2,), weight=np.zeros((2, 16), np.float32))]
+    net = SpikingNetwork((16, 4, 4), pops, conns)
+    kinds = NumbaProgram(net).conns[:, S.C_KIND].tolist()
+    assert kinds == [S.CONN_CONV3X3, S.CONN_CONV3X3, S.CONN_POOL, S.CONN_CONV, S.CONN_CONV,
+                     S.CONN_DENSE]

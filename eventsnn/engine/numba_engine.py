@@ -14,9 +14,11 @@ integrates a current.
 in a single call of :func:`eventsnn.kernels.simulate.simulate_batch`, parallel over images.
 
 Internal layout: populations of shape ``(C, H, W)`` are stored channel-last (``(H, W, C)``)
-so that a conv event scatters a contiguous run of output channels; stride-1 conv weights are
-stored ``(kh, C_in, kw reversed, C_out)`` (row scatter, :func:`~eventsnn.kernels.synapses.
-conv_rows_image`), strided ones ``(kh, kw, C_in, C_out)``, dense weights transposed
+so that a conv event scatters a contiguous run of output channels; conv weights are stored
+per stride phase ``(kh, C_in, kw reversed, C_out)`` (row scatter, :func:`~eventsnn.kernels.
+synapses.conv_rows_image`, or the window sweep of :func:`~eventsnn.kernels.synapses.
+conv3x3_image` for 3x3 'same' convs with 16 or 32 output channels, see :func:`window_sweep`),
+dense weights transposed
 ``(N_src, N_dst)``. Conversions to and
 from the public C-order layout happen only at the boundary (input currents, biases, records,
 outputs). Memory is O(parameters + neurons × threads + outputs × batch), plus the per-neuron
@@ -148,12 +150,37 @@ class _Buffers:
         return f, np.concatenate([i, np.zeros(1, np.int64)])
 
 
-def _connection_row(conn, src, dst, buf):
+# population kinds whose event lists are in ascending neuron order (compacted from a pass over
+# the neurons); pooling populations list theirs in window order
+ASCENDING_EVENTS = ("if", "lif", "output")
+
+
+def window_sweep(conn, ascending):
+    """Whether ``conn`` is delivered by :func:`~eventsnn.kernels.synapses.conv3x3_image`.
+
+    A 3x3 convolution, stride 1, padding 1 (output as large as the input) with
+    ``C_out`` in :data:`~eventsnn.kernels.synapses.WINDOW_LANES`, from a source whose events
+    come in ascending order (``ascending``); otherwise the row scatter is used.
+    """
+    return (ascending and isinstance(conn, ConvConnection)
+            and conn.weight.shape[0] in synapses.WINDOW_LANES
+            and conn.weight.shape[2:] == (3, 3) and tuple(conn.stride) == (1, 1)
+            and tuple(conn.padding[:2]) == (1, 1)
+            and tuple(conn.dst_shape[1:]) == tuple(conn.src_shape[1:]))
+
+
+def _connection_row(conn, src, dst, buf, ascending=False):
     """The kernel table row of one connection (columns of :mod:`eventsnn.kernels.schema`);
-    its arrays are appended to ``buf``."""
+    its arrays are appended to ``buf``. ``ascending``: the source lists its events in
+    ascending order (:data:`ASCENDING_EVENTS`, or the input)."""
     common = dict(src=src, dst=dst, active=1, float=0,
                   fanout=buf.add_int(to_internal(conn.fan_out().astype(np.int64),
                                                  conn.src_shape)))
+    if window_sweep(conn, ascending):
+        common["float"] = buf.add_float(synapses.row_weight(conn.weight))
+        c, h, w = conn.src_shape
+        return S.connection_row(S.CONN_CONV3X3, **common, c_in=c, h=h, w=w,
+                                c_out=conn.dst_shape[0])
     if isinstance(conn, ConvConnection):
         # row scatter: the taps of a kernel row (one phase of the stride) reach consecutive
         # output positions
@@ -207,7 +234,9 @@ class NumbaProgram:
         self.n_tot = int(self.offsets[-1])
         self.n_in = int(np.prod(net.input_shape))
         buf = _Buffers()
-        self.conns = np.stack([_connection_row(c, index[c.src], index[c.dst], buf)
+        ascending = {p.name for p in pops if p.kind in ASCENDING_EVENTS} | {INPUT}
+        self.conns = np.stack([_connection_row(c, index[c.src], index[c.dst], buf,
+                                               c.src in ascending)
                                for c in net.connections])
         self.input_rows = [k for k, c in enumerate(net.connections) if c.src == INPUT]
         table = np.zeros((len(pops), S.P_NPARAM), dtype=np.int64)

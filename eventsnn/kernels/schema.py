@@ -4,11 +4,11 @@ The batch driver (:mod:`.simulate`) receives the network as two int64 tables bui
 :class:`eventsnn.engine.numba_engine.NumbaProgram`: a population table (one row per
 population, columns ``P_*``) and a connection table (one row per connection). A connection row
 has the common columns ``C_*`` followed, from ``C_ARGS`` on, by the columns of its kind,
-named in :data:`CONNECTION_COLUMNS` (``CV_*`` convolution, ``DN_*`` all-to-all, ``SP_*``
-explicit sparse matrix, ``PL_*`` pooling windows). Columns named ``*_ptr``/``*_out``/
-``*_tap``/``indptr``/``indices`` hold offsets into the int64 buffer ``ibuf``; ``C_FLOAT`` an
-offset into the float32 buffer ``fbuf``; ``C_FANOUT`` the ``ibuf`` offset of the fan-out of
-every source neuron.
+named in :data:`CONNECTION_COLUMNS` (``CV_*`` convolution, ``W3_*`` 3x3 convolution by window
+sweep, ``DN_*`` all-to-all, ``SP_*`` explicit sparse matrix, ``PL_*`` pooling windows). Columns
+named ``*_ptr``/``*_out``/``*_tap``/``indptr``/``indices`` hold offsets into the int64 buffer
+``ibuf``; ``C_FLOAT`` an offset into the float32 buffer ``fbuf``; ``C_FANOUT`` the ``ibuf``
+offset of the fan-out of every source neuron.
 
 The constants below are plain module-level ints, so numba compiles them into the kernels as
 literals; :func:`connection_row` fills a row by column name, and :func:`worker_bytes` sizes the
@@ -39,7 +39,7 @@ P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_DYN, P_LEAK = r
 P_NPARAM = len(POPULATION_COLUMNS)
 
 # ---- connection table: kinds, common columns, kind-specific columns -------------------------
-CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL = 0, 1, 2, 3, 4
+CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL, CONN_CONV3X3 = 0, 1, 2, 3, 4, 5
 COMMON_COLUMNS = (
     "kind",    # CONN_* code
     "src",     # source population (P = the input image)
@@ -62,6 +62,9 @@ CONNECTION_COLUMNS = {
     # ibuf offsets of the per-axis window tables (see numba_engine.scatter_table)
     CONN_POOL: ("c", "h_in", "w_in", "kh", "kw", "sh", "sw", "pt", "pl", "w_out",
                 "y_ptr", "y_out", "y_tap", "x_ptr", "x_out", "x_tap"),
+    # 3x3, stride 1, padding 1 from a source with ascending events (window sweep): source
+    # channels, height and width (the target's too), target channels
+    CONN_CONV3X3: ("c_in", "h", "w", "c_out"),
 }
 C_NPARAM = C_ARGS + max(len(cols) for cols in CONNECTION_COLUMNS.values())
 
@@ -72,6 +75,7 @@ SP_INDPTR, SP_INDICES = range(C_ARGS, C_ARGS + 2)
 (PL_C, PL_H_IN, PL_W_IN, PL_KH, PL_KW, PL_SH, PL_SW, PL_PT, PL_PL, PL_W_OUT, PL_Y_PTR,
  PL_Y_OUT, PL_Y_TAP, PL_X_PTR, PL_X_OUT, PL_X_TAP) = range(
     C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_POOL]))
+W3_C_IN, W3_H, W3_W, W3_C_OUT = range(C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_CONV3X3]))
 
 
 def connection_row(kind, **columns):

@@ -7,10 +7,11 @@ kernel returns the SynOps of the events it delivered (int, exact).
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import literally, types
 from numba.extending import intrinsic
 
 from .caching import kernel_jit
+from .vectors import pointer, splat, vflush, vmadd, vzero
 
 
 @kernel_jit()
@@ -134,22 +135,13 @@ def _axpy4_vector(typingctx, dst, d, src, a0, a1, a2, a3, s0, s1, s2, s3):
     sig = types.void(dst, d, src, a0, a1, a2, a3, s0, s1, s2, s3)
 
     def codegen(context, builder, signature, args):
-        out = context.make_array(signature.args[0])(context, builder, args[0]).data
-        w = context.make_array(signature.args[2])(context, builder, args[2]).data
         vty = ir.VectorType(ir.FloatType(), VECTOR)
-        undef = ir.Constant(vty, ir.Undefined)
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), [0] * VECTOR)
-
-        def at(base, off):
-            return builder.bitcast(builder.gep(base, [off]), vty.as_pointer())
-
-        terms = []
-        for k in range(4):
-            s = builder.insert_element(undef, args[7 + k], ir.Constant(ir.IntType(32), 0))
-            s = builder.shuffle_vector(s, undef, zeros)
-            terms.append(builder.fmul(s, builder.load(at(w, args[3 + k]), align=4)))
+        terms = [builder.fmul(splat(builder, args[7 + k], vty),
+                              builder.load(pointer(context, builder, signature.args[2], args[2],
+                                                   args[3 + k], vty), align=4))
+                 for k in range(4)]
         acc = builder.fadd(builder.fadd(terms[0], terms[1]), builder.fadd(terms[2], terms[3]))
-        p = at(out, args[1])
+        p = pointer(context, builder, signature.args[0], args[0], args[1], vty)
         builder.store(builder.fadd(builder.load(p, align=4), acc), p, align=4)
         return context.get_dummy_value()
 
@@ -282,6 +274,107 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
                 oy -= 1
             k += nk
         e = g
+    return ops
+
+
+WINDOW_LANES = (16, 32)  # output channels for which :func:`conv3x3_image` is compiled
+
+
+@kernel_jit()
+def conv3x3_image(ev_idx, ev_cnt, n, c_in, h, w, c_out, wr, fan_out, I):
+    """Events through a 3x3 convolution, stride 1, padding 1, in registers ("window sweep").
+
+    For the layers with few output channels (``c_out`` in :data:`WINDOW_LANES`) where the row
+    scatter of :func:`conv_rows_image` spends most of its time loading and storing ``I``.
+    The source must list its events in ascending index order (IF populations and the input
+    do; pooling populations do not: the engine uses :func:`conv_rows_image` for them).
+
+    One input row ``y`` is swept left to right. Its events at column ``x`` reach output
+    columns ``x - 1, x, x + 1`` of output rows ``y + 1, y, y - 1`` (kernel rows 0, 1, 2): nine
+    ``c_out``-vectors, held in registers (:mod:`.vectors`) as a sliding window. Each event
+    ``(ci, s)`` adds ``s * Wr[ky, ci, r, :]`` to all nine; when the sweep moves on, column
+    ``x - 1`` has received everything row ``y`` gives it and is added to ``I`` once per output
+    row. Every weight vector is loaded once per event, every ``I`` vector once per input row
+    it depends on. Per output vector the sum is ``I + ((s_a w_a + s_b w_b) + ...)`` over the
+    events of the three input columns in order; with dyadic weights every partial sum is
+    exact, so it equals the other kernels bit for bit.
+
+    Parameters
+    ----------
+    ev_idx, ev_cnt : int32
+        Events of the source ``(h, w, c_in)`` population (channel-last), first ``n`` valid,
+        in ascending ``ev_idx`` order.
+    c_in, h, w : int
+        Source channels, height and width (the target has the same height and width).
+    c_out : int
+        Target channels, one of :data:`WINDOW_LANES`.
+    wr : float32
+        Kernel in the layout of :func:`row_weight` (stride 1).
+    fan_out : int64 (N_src,)
+        Structural fan-out of every source neuron (channel-last).
+    I : float32 (h * w * c_out,)
+        Input current of the target population (channel-last), incremented.
+
+    Returns
+    -------
+    int
+        SynOps.
+    """
+    if c_out == 16:
+        return _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 16)
+    return _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 32)
+
+
+@kernel_jit()
+def _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, lanes):
+    """:func:`conv3x3_image` for ``c_out == lanes`` (a literal: the vector width)."""
+    literally(lanes)
+    tap = 3 * lanes              # weights per (ky, ci): Wr[ky, ci, r, :], r = 0, 1, 2
+    krow = c_in * tap            # weights per kernel row
+    orow = w * lanes             # floats per output row
+    ops = 0
+    k = 0
+    for y in range(h):
+        if k >= n or ev_idx[k] >= (y + 1) * w * c_in:
+            continue             # no events in this input row
+        below = y + 1 < h        # kernel row 0 reaches output row y + 1
+        above = y >= 1           # kernel row 2 reaches output row y - 1
+        # window over output columns x - 1 (a), x (b), x + 1 (c) for kernel rows 0, 1, 2
+        a0, b0, c0 = vzero(lanes), vzero(lanes), vzero(lanes)
+        a1, b1, c1 = vzero(lanes), vzero(lanes), vzero(lanes)
+        a2, b2, c2 = vzero(lanes), vzero(lanes), vzero(lanes)
+        for x in range(w):
+            p = y * w + x
+            lim = (p + 1) * c_in
+            while k < n and ev_idx[k] < lim:
+                ops += abs(ev_cnt[k]) * fan_out[ev_idx[k]]
+                s = np.float32(ev_cnt[k])
+                o = (ev_idx[k] - p * c_in) * tap
+                a0, b0, c0 = (vmadd(a0, s, wr, o), vmadd(b0, s, wr, o + lanes),
+                              vmadd(c0, s, wr, o + 2 * lanes))
+                o += krow
+                a1, b1, c1 = (vmadd(a1, s, wr, o), vmadd(b1, s, wr, o + lanes),
+                              vmadd(c1, s, wr, o + 2 * lanes))
+                o += krow
+                a2, b2, c2 = (vmadd(a2, s, wr, o), vmadd(b2, s, wr, o + lanes),
+                              vmadd(c2, s, wr, o + 2 * lanes))
+                k += 1
+            if x >= 1:           # column x - 1 is complete (column -1 is padding)
+                d = (x - 1) * lanes
+                if below:
+                    vflush(I, (y + 1) * orow + d, a0)
+                vflush(I, y * orow + d, a1)
+                if above:
+                    vflush(I, (y - 1) * orow + d, a2)
+            a0, b0, c0 = b0, c0, vzero(lanes)
+            a1, b1, c1 = b1, c1, vzero(lanes)
+            a2, b2, c2 = b2, c2, vzero(lanes)
+        d = (w - 1) * lanes      # the last column; column w is padding
+        if below:
+            vflush(I, (y + 1) * orow + d, a0)
+        vflush(I, y * orow + d, a1)
+        if above:
+            vflush(I, (y - 1) * orow + d, a2)
     return ops
 
 
