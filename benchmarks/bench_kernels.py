@@ -38,10 +38,10 @@ import common  # noqa: E402
 # burst-size distribution of events (index = multiplicity), ResNet20 Γ=5 on CIFAR-10
 BURST_P = np.array([0.0, 0.72, 0.21, 0.05, 0.015, 0.005])
 
-CONV_CHANNELS = (16, 64, 128, 256, 512)
+CONV_CHANNELS = (16, 32, 64, 128, 256, 512)
 CONV_MAPS = (32, 16, 8, 4, 2)
 DENSITIES = (0.01, 0.05, 0.10, 0.20)
-QUICK_CONV = ((16, 32), (64, 32), (64, 8), (256, 8), (512, 4), (512, 2))
+QUICK_CONV = ((16, 32), (32, 16), (64, 32), (64, 8), (256, 8), (512, 4), (512, 2))
 QUICK_DENSITIES = (0.01, 0.20)
 
 

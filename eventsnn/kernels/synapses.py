@@ -277,7 +277,10 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
     return ops
 
 
-WINDOW_LANES = (16, 32)  # output channels for which :func:`conv3x3_image` is compiled
+# output channels for which :func:`conv3x3_image` is compiled and used: it beats the row scatter
+# 1.2-3x at 16 and 32 channels and loses from 64 on (`benchmarks/bench_kernels.py` conv cases,
+# README "Speed")
+WINDOW_LANES = (16, 32)
 
 
 @kernel_jit()
