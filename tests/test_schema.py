@@ -41,9 +41,9 @@ def test_program_rows_read_back_the_geometry(case):
     prog = NumbaProgram(net)
     for row, c in zip(prog.conns, net.connections):
         if isinstance(c, ConvConnection) and row[S.C_KIND] == S.CONN_CONV3X3:
-            assert c.weight.shape[0] in (16, 32) and c.weight.shape[2:] == (3, 3)
+            assert c.weight.shape[0] in (16, 32, 64) and c.weight.shape[2:] == (3, 3)
             assert [row[S.W3_C_IN], row[S.W3_H], row[S.W3_W]] == list(c.src_shape)
-            assert row[S.W3_C_OUT] == c.weight.shape[0]
+            assert [row[S.W3_STRIDE], row[S.W3_C_OUT]] == [c.stride[0], c.weight.shape[0]]
         elif isinstance(c, ConvConnection):
             o, i, kh, kw = c.weight.shape
             assert row[S.C_KIND] == S.CONN_CONV
@@ -70,28 +70,29 @@ def test_worker_bytes_counts_every_state_array():
 
 
 def test_window_sweep_only_where_events_ascend():
-    """A 16-channel 3x3 'same' conv is swept from an IF population and from the input, but
-    scattered by rows from a pooling population (window-order events) and for other shapes."""
+    """3x3 convs with padding 1 are swept (stride 1 with 16/32 channels, stride 2 with 16-64)
+    from IF populations and the input, but scattered by rows from a pooling population
+    (window-order events) and for other channel counts."""
     from eventsnn.network import INPUT, DenseConnection, Population, SpikingNetwork
 
-    w16 = np.zeros((16, 16, 3, 3), np.float32)
-    pops = [Population("a", (16, 4, 4), "if"), Population("b", (16, 4, 4), "if"),
-            Population("p", (16, 2, 2), "lipool", pool={"source": "b", "kernel": [2, 2],
+    def conv(src, dst, c_in, hw, c_out, stride=1):
+        ho = (hw - 1) // stride + 1
+        return ConvConnection(src, dst, (c_in, hw, hw), (c_out, ho, ho),
+                              weight=np.zeros((c_out, c_in, 3, 3), np.float32),
+                              stride=[stride] * 2, padding=[1] * 4)
+
+    pops = [Population("a", (16, 8, 8), "if"), Population("b", (32, 8, 8), "if"),
+            Population("p", (32, 4, 4), "lipool", pool={"source": "b", "kernel": [2, 2],
                                                         "stride": [2, 2], "padding": [0] * 4}),
-            Population("c", (16, 2, 2), "if"), Population("d", (16, 1, 1), "if"),
-            Population("out", (2,), "output")]
-    conns = [ConvConnection(INPUT, "a", (16, 4, 4), (16, 4, 4), weight=w16, stride=[1, 1],
-                            padding=[1] * 4),
-             ConvConnection("a", "b", (16, 4, 4), (16, 4, 4), weight=w16, stride=[1, 1],
-                            padding=[1] * 4),
-             PoolConnection("b", "p", (16, 4, 4), (16, 2, 2), kernel=[2, 2], stride=[2, 2],
+            Population("c", (16, 4, 4), "if"), Population("d", (64, 2, 2), "if"),
+            Population("e", (64, 2, 2), "if"), Population("out", (2,), "output")]
+    conns = [conv(INPUT, "a", 16, 8, 16), conv("a", "b", 16, 8, 32),
+             PoolConnection("b", "p", (32, 8, 8), (32, 4, 4), kernel=[2, 2], stride=[2, 2],
                             padding=[0] * 4),
-             ConvConnection("p", "c", (16, 2, 2), (16, 2, 2), weight=w16, stride=[1, 1],
-                            padding=[1] * 4),
-             ConvConnection("c", "d", (16, 2, 2), (16, 1, 1), weight=w16, stride=[2, 2],
-                            padding=[1] * 4),
-             DenseConnection("d", "out", (16, 1, 1), (2,), weight=np.zeros((2, 16), np.float32))]
-    net = SpikingNetwork((16, 4, 4), pops, conns)
+             conv("p", "c", 32, 4, 16), conv("c", "d", 16, 4, 64, stride=2),
+             conv("d", "e", 64, 2, 64),
+             DenseConnection("e", "out", (64, 2, 2), (2,), weight=np.zeros((2, 256), np.float32))]
+    net = SpikingNetwork((16, 8, 8), pops, conns)
     kinds = NumbaProgram(net).conns[:, S.C_KIND].tolist()
-    assert kinds == [S.CONN_CONV3X3, S.CONN_CONV3X3, S.CONN_POOL, S.CONN_CONV, S.CONN_CONV,
-                     S.CONN_DENSE]
+    assert kinds == [S.CONN_CONV3X3, S.CONN_CONV3X3, S.CONN_POOL, S.CONN_CONV, S.CONN_CONV3X3,
+                     S.CONN_CONV, S.CONN_DENSE]

@@ -158,15 +158,18 @@ ASCENDING_EVENTS = ("if", "lif", "output")
 def window_sweep(conn, ascending):
     """Whether ``conn`` is delivered by :func:`~eventsnn.kernels.synapses.conv3x3_image`.
 
-    A 3x3 convolution, stride 1, padding 1 (output as large as the input) with
-    ``C_out`` in :data:`~eventsnn.kernels.synapses.WINDOW_LANES`, from a source whose events
-    come in ascending order (``ascending``); otherwise the row scatter is used.
+    A 3x3 convolution with padding 1, stride 1 (output as large as the input) or 2 (output
+    ``ceil(h / 2) x ceil(w / 2)``), ``C_out`` in
+    :data:`~eventsnn.kernels.synapses.WINDOW_LANES` for its stride, from a source whose
+    events come in ascending order (``ascending``); otherwise the row scatter is used.
     """
-    return (ascending and isinstance(conn, ConvConnection)
-            and conn.weight.shape[0] in synapses.WINDOW_LANES
-            and conn.weight.shape[2:] == (3, 3) and tuple(conn.stride) == (1, 1)
-            and tuple(conn.padding[:2]) == (1, 1)
-            and tuple(conn.dst_shape[1:]) == tuple(conn.src_shape[1:]))
+    if not (ascending and isinstance(conn, ConvConnection)
+            and conn.weight.shape[2:] == (3, 3) and tuple(conn.padding[:2]) == (1, 1)):
+        return False
+    sh, sw = conn.stride
+    _, h, w = conn.src_shape
+    return (sh == sw and conn.weight.shape[0] in synapses.WINDOW_LANES.get(sh, ())
+            and tuple(conn.dst_shape[1:]) == ((h - 1) // sh + 1, (w - 1) // sw + 1))
 
 
 def _connection_row(conn, src, dst, buf, ascending=False):
@@ -177,10 +180,10 @@ def _connection_row(conn, src, dst, buf, ascending=False):
                   fanout=buf.add_int(to_internal(conn.fan_out().astype(np.int64),
                                                  conn.src_shape)))
     if window_sweep(conn, ascending):
-        common["float"] = buf.add_float(synapses.row_weight(conn.weight))
+        common["float"] = buf.add_float(synapses.row_weight(conn.weight, conn.stride[1]))
         c, h, w = conn.src_shape
         return S.connection_row(S.CONN_CONV3X3, **common, c_in=c, h=h, w=w,
-                                c_out=conn.dst_shape[0])
+                                stride=conn.stride[0], c_out=conn.dst_shape[0])
     if isinstance(conn, ConvConnection):
         # row scatter: the taps of a kernel row (one phase of the stride) reach consecutive
         # output positions

@@ -62,9 +62,9 @@ CONNECTION_COLUMNS = {
     # ibuf offsets of the per-axis window tables (see numba_engine.scatter_table)
     CONN_POOL: ("c", "h_in", "w_in", "kh", "kw", "sh", "sw", "pt", "pl", "w_out",
                 "y_ptr", "y_out", "y_tap", "x_ptr", "x_out", "x_tap"),
-    # 3x3, stride 1, padding 1 from a source with ascending events (window sweep): source
-    # channels, height and width (the target's too), target channels
-    CONN_CONV3X3: ("c_in", "h", "w", "c_out"),
+    # 3x3, padding 1, stride 1 or 2, from a source with ascending events (window sweep):
+    # source channels, height and width, stride, target channels
+    CONN_CONV3X3: ("c_in", "h", "w", "stride", "c_out"),
 }
 C_NPARAM = C_ARGS + max(len(cols) for cols in CONNECTION_COLUMNS.values())
 
@@ -75,7 +75,8 @@ SP_INDPTR, SP_INDICES = range(C_ARGS, C_ARGS + 2)
 (PL_C, PL_H_IN, PL_W_IN, PL_KH, PL_KW, PL_SH, PL_SW, PL_PT, PL_PL, PL_W_OUT, PL_Y_PTR,
  PL_Y_OUT, PL_Y_TAP, PL_X_PTR, PL_X_OUT, PL_X_TAP) = range(
     C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_POOL]))
-W3_C_IN, W3_H, W3_W, W3_C_OUT = range(C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_CONV3X3]))
+W3_C_IN, W3_H, W3_W, W3_STRIDE, W3_C_OUT = range(
+    C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_CONV3X3]))
 
 
 def connection_row(kind, **columns):

@@ -30,7 +30,7 @@ from .schema import (C_ACTIVE, C_FANOUT, C_FLOAT, C_KIND, C_SRC, CONN_CONV, CONN
                      P_DYN, P_HIST, P_KIND, P_LEAK, P_N, P_OFF, P_STATE, PL_C, PL_H_IN, PL_KH, PL_KW, PL_PL,
                      PL_PT, PL_SH, PL_SW, PL_W_IN, PL_W_OUT, PL_X_OUT, PL_X_PTR, PL_X_TAP,
                      PL_Y_OUT, PL_Y_PTR, PL_Y_TAP, POP_IF, POP_LIF, POP_LIPOOL, POP_OUTPUT, SP_INDICES,
-                     SP_INDPTR, W3_C_IN, W3_C_OUT, W3_H, W3_W)
+                     SP_INDPTR, W3_C_IN, W3_C_OUT, W3_H, W3_STRIDE, W3_W)
 from .synapses import conv3x3_image, conv_rows_image, csr_image, dense_image, identity_image
 
 
@@ -49,8 +49,8 @@ def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
                                prm[CV_SH], prm[CV_SW], prm[CV_PT], prm[CV_PL], prm[CV_C_OUT],
                                prm[CV_H_OUT], prm[CV_W_OUT], w, fo, I)
     elif kind == CONN_CONV3X3:
-        return conv3x3_image(ei, ec, ne, prm[W3_C_IN], prm[W3_H], prm[W3_W], prm[W3_C_OUT], w,
-                             fo, I)
+        return conv3x3_image(ei, ec, ne, prm[W3_C_IN], prm[W3_H], prm[W3_W], prm[W3_STRIDE],
+                             prm[W3_C_OUT], w, fo, I)
     elif kind == CONN_DENSE:
         return dense_image(ei, ec, ne, w, prm[DN_N_DST], I)
     elif kind == CONN_CSR:

@@ -277,30 +277,35 @@ def conv_rows_image(ev_idx, ev_cnt, n, c_in, w_in, kh, kw, sh, sw, pt, pl, c_out
     return ops
 
 
-# output channels for which :func:`conv3x3_image` is compiled and used: it beats the row scatter
-# 1.2-3x at 16 and 32 channels and loses from 64 on (`benchmarks/bench_kernels.py` conv cases,
-# README "Speed")
-WINDOW_LANES = (16, 32)
+# output channels for which :func:`conv3x3_image` is compiled and used, per stride: it beats the
+# row scatter 1.2-3x there, and loses at stride 1 from 64 channels on (`benchmarks/
+# bench_kernels.py` conv cases; README "Speed")
+WINDOW_LANES = {1: (16, 32), 2: (16, 32, 64)}
 
 
 @kernel_jit()
-def conv3x3_image(ev_idx, ev_cnt, n, c_in, h, w, c_out, wr, fan_out, I):
-    """Events through a 3x3 convolution, stride 1, padding 1, in registers ("window sweep").
+def conv3x3_image(ev_idx, ev_cnt, n, c_in, h, w, stride, c_out, wr, fan_out, I):
+    """Events through a 3x3 convolution, padding 1, stride 1 or 2, in registers ("window sweep").
 
-    For the layers with few output channels (``c_out`` in :data:`WINDOW_LANES`) where the row
-    scatter of :func:`conv_rows_image` spends most of its time loading and storing ``I``.
+    Faster than the row scatter of :func:`conv_rows_image` for few output channels (``c_out``
+    in :data:`WINDOW_LANES`), where that spends most of its time loading and storing ``I``.
     The source must list its events in ascending index order (IF populations and the input
     do; pooling populations do not: the engine uses :func:`conv_rows_image` for them).
 
-    One input row ``y`` is swept left to right. Its events at column ``x`` reach output
-    columns ``x - 1, x, x + 1`` of output rows ``y + 1, y, y - 1`` (kernel rows 0, 1, 2): nine
-    ``c_out``-vectors, held in registers (:mod:`.vectors`) as a sliding window. Each event
-    ``(ci, s)`` adds ``s * Wr[ky, ci, r, :]`` to all nine; when the sweep moves on, column
-    ``x - 1`` has received everything row ``y`` gives it and is added to ``I`` once per output
-    row. Every weight vector is loaded once per event, every ``I`` vector once per input row
-    it depends on. Per output vector the sum is ``I + ((s_a w_a + s_b w_b) + ...)`` over the
-    events of the three input columns in order; with dyadic weights every partial sum is
-    exact, so it equals the other kernels bit for bit.
+    One input row ``y`` is swept left to right, the output vectors its events reach held in
+    registers (:mod:`.vectors`) as a sliding window. Stride 1: the events at column ``x``
+    reach output columns ``x - 1, x, x + 1`` of output rows ``y + 1, y, y - 1`` (kernel rows
+    0, 1, 2), nine vectors; each event ``(ci, s)`` adds ``s * Wr[ky, ci, r, :]`` to all nine,
+    and when the sweep moves on, column ``x - 1`` has received everything row ``y`` gives it
+    and is added to ``I`` once per output row. Stride 2 (output ``ceil(h / 2) x ceil(w / 2)``):
+    an even input row reaches output row ``y / 2`` through kernel row 1, an odd one rows
+    ``(y + 1) / 2`` and ``(y - 1) / 2`` through kernel rows 0 and 2; an even column reaches
+    output column ``x / 2`` (tap 1), an odd one columns ``(x - 1) / 2`` and ``(x + 1) / 2``
+    (taps 2 and 0), so two vectors per output row make the window and one is complete after
+    every odd column. Every weight vector is loaded once per event, every ``I`` vector once
+    per input row it depends on. Per output vector the sum is ``I + ((s_a w_a + s_b w_b) +
+    ...)`` over the events of its input columns in order; with dyadic weights every partial
+    sum is exact, so it equals the other kernels bit for bit.
 
     Parameters
     ----------
@@ -308,14 +313,16 @@ def conv3x3_image(ev_idx, ev_cnt, n, c_in, h, w, c_out, wr, fan_out, I):
         Events of the source ``(h, w, c_in)`` population (channel-last), first ``n`` valid,
         in ascending ``ev_idx`` order.
     c_in, h, w : int
-        Source channels, height and width (the target has the same height and width).
+        Source channels, height and width.
+    stride : int
+        1 (the target is ``h x w``) or 2 (``ceil(h / 2) x ceil(w / 2)``).
     c_out : int
-        Target channels, one of :data:`WINDOW_LANES`.
+        Target channels, one of ``WINDOW_LANES[stride]``.
     wr : float32
-        Kernel in the layout of :func:`row_weight` (stride 1).
+        Kernel in the layout of :func:`row_weight` with ``stride_w = stride``.
     fan_out : int64 (N_src,)
         Structural fan-out of every source neuron (channel-last).
-    I : float32 (h * w * c_out,)
+    I : float32 (h_out * w_out * c_out,)
         Input current of the target population (channel-last), incremented.
 
     Returns
@@ -323,14 +330,20 @@ def conv3x3_image(ev_idx, ev_cnt, n, c_in, h, w, c_out, wr, fan_out, I):
     int
         SynOps.
     """
+    if stride == 1:
+        if c_out == 16:
+            return _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 16)
+        return _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 32)
     if c_out == 16:
-        return _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 16)
-    return _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 32)
+        return _window_sweep_s2(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 16)
+    if c_out == 32:
+        return _window_sweep_s2(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 32)
+    return _window_sweep_s2(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, 64)
 
 
 @kernel_jit()
 def _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, lanes):
-    """:func:`conv3x3_image` for ``c_out == lanes`` (a literal: the vector width)."""
+    """:func:`conv3x3_image` at stride 1 for ``c_out == lanes`` (a literal: the vector width)."""
     literally(lanes)
     tap = 3 * lanes              # weights per (ky, ci): Wr[ky, ci, r, :], r = 0, 1, 2
     krow = c_in * tap            # weights per kernel row
@@ -378,6 +391,66 @@ def _window_sweep(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, lanes):
         vflush(I, y * orow + d, a1)
         if above:
             vflush(I, (y - 1) * orow + d, a2)
+    return ops
+
+
+@kernel_jit()
+def _window_sweep_s2(ev_idx, ev_cnt, n, c_in, h, w, wr, fan_out, I, lanes):
+    """:func:`conv3x3_image` at stride 2 for ``c_out == lanes`` (a literal: the vector width)."""
+    literally(lanes)
+    h_out = (h + 1) // 2
+    orow = ((w + 1) // 2) * lanes  # floats per output row
+    tap1 = 3 * c_in * 2 * lanes    # the weights of tap kx = 1 (phase 1) start here
+    ops = 0
+    k = 0
+    for y in range(h):
+        if k >= n or ev_idx[k] >= (y + 1) * w * c_in:
+            continue               # no events in this input row
+        q = y >> 1
+        odd = (y & 1) == 1
+        # row set A: kernel row 1 into output row q (even y), or 0 into q + 1 (odd y);
+        # row set B (odd y only): kernel row 2 into output row q
+        ky = 0 if odd else 1
+        oy = q + 1 if odd else q
+        below = oy < h_out
+        a, a_next = vzero(lanes), vzero(lanes)  # output columns x // 2 and x // 2 + 1
+        b, b_next = vzero(lanes), vzero(lanes)
+        for x in range(w):
+            p = y * w + x
+            lim = (p + 1) * c_in
+            if x & 1:              # taps 2 and 0 (phase 0, r = 0, 1)
+                while k < n and ev_idx[k] < lim:
+                    ops += abs(ev_cnt[k]) * fan_out[ev_idx[k]]
+                    s = np.float32(ev_cnt[k])
+                    ci = ev_idx[k] - p * c_in
+                    o = (ky * c_in + ci) * 2 * lanes
+                    a, a_next = vmadd(a, s, wr, o), vmadd(a_next, s, wr, o + lanes)
+                    if odd:
+                        o = (2 * c_in + ci) * 2 * lanes
+                        b, b_next = vmadd(b, s, wr, o), vmadd(b_next, s, wr, o + lanes)
+                    k += 1
+                d = (x >> 1) * lanes  # output column (x - 1) / 2 is complete
+                if below:
+                    vflush(I, oy * orow + d, a)
+                if odd:
+                    vflush(I, q * orow + d, b)
+                a, a_next = a_next, vzero(lanes)
+                b, b_next = b_next, vzero(lanes)
+            else:                  # tap 1 (phase 1)
+                while k < n and ev_idx[k] < lim:
+                    ops += abs(ev_cnt[k]) * fan_out[ev_idx[k]]
+                    s = np.float32(ev_cnt[k])
+                    ci = ev_idx[k] - p * c_in
+                    a = vmadd(a, s, wr, tap1 + (ky * c_in + ci) * lanes)
+                    if odd:
+                        b = vmadd(b, s, wr, tap1 + (2 * c_in + ci) * lanes)
+                    k += 1
+        if w & 1:                  # the last column is even: its output column is complete
+            d = (w >> 1) * lanes
+            if below:
+                vflush(I, oy * orow + d, a)
+            if odd:
+                vflush(I, q * orow + d, b)
     return ops
 
 

@@ -7,8 +7,8 @@ is exactly representable in float32 and float sums do not depend on their order 
 the engines must then agree bit for bit). Magnitudes are bounded so that even the direct input
 currents (products of two multiples of 2^-8) stay exact over ``T <= MAX_T`` steps.
 
-Networks contain: conv (random kernel, stride, asymmetric padding; a quarter 3x3 'same' with 16
-or 32 output channels, the engine's window sweep), dense and csr connections (csr with
+Networks contain: conv (random kernel, stride, asymmetric padding; a quarter 3x3 with padding 1,
+stride 1 or 2 and 16-64 output channels, the engine's window sweep), dense and csr connections (csr with
 explicit zero synapses), identity residual adds (a population with two incoming connections),
 lipool and maxgate pooling with random (also overlapping, padded) geometry,
 dead-end populations, direct input into a later population, and the output integrator; a
@@ -123,10 +123,13 @@ class _Builder:
             k = draw(st.sampled_from([1, 3]))
             kernel, stride, pad = (k, k), (1, 1), [k // 2] * 4
         elif draw(st.integers(0, 3)) == 0:
-            # the geometry of the engine's window sweep (3x3, stride 1, padding 1, 16 or 32
+            # the geometry of the engine's window sweep (3x3, padding 1, stride 1 or 2, 16-64
             # output channels; the row scatter when the source is a pooling population)
-            kernel, stride, pad = (3, 3), (1, 1), [1] * 4
-            dst_channels = dst_channels or draw(st.sampled_from([16, 32]))
+            from ..kernels.synapses import WINDOW_LANES
+
+            s = draw(st.sampled_from([1, 2]))
+            kernel, stride, pad = (3, 3), (s, s), [1] * 4
+            dst_channels = dst_channels or draw(st.sampled_from(WINDOW_LANES[s]))
         else:
             pad = [draw(st.integers(0, 2)) for _ in range(4)]
             kernel = (draw(st.integers(1, min(3, h + pad[0] + pad[2]))),
