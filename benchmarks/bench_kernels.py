@@ -116,8 +116,8 @@ class LandedConnection:
 
         buf = ne._Buffers()
         self.row = ne._connection_row(conn, 0, 1, buf, ascending)
-        self.path = {schema.CONN_CONV3X3: "window sweep",
-                     schema.CONN_CONV: "row scatter"}.get(int(self.row[schema.C_KIND]), "scatter")
+        self.path = {schema.CONN_CONV3X3: "window sweep", schema.CONN_CONV: "row scatter",
+                     schema.CONN_MAP: "target map"}.get(int(self.row[schema.C_KIND]), "scatter")
         self.fbuf, self.ibuf = buf.arrays()
         self.deliver = ks.deliver
         self.fan_out = ne.to_internal(conn.fan_out().astype(np.int64), conn.src_shape)

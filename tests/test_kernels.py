@@ -173,6 +173,30 @@ def test_csr_image():
     np.testing.assert_array_equal(syn, np.abs(counts) @ np.diff(m.indptr))
 
 
+def test_map_image():
+    """At most one synapse per source: as the dense twin bit for bit; a source without a
+    synapse leaves every current alone, -0.0 included (column 0 receives no synapse)."""
+    rng = np.random.default_rng(6)
+    n_src, n_dst = 30, 12
+    has = rng.random(n_src) < 0.5
+    target = np.where(has, rng.integers(1, n_dst, n_src), 0).astype(np.int64)
+    weight = np.where(has, q8(rng.normal(size=n_src)), 0).astype(np.float32)
+    weight[np.flatnonzero(has)[0]] = 0.0  # an explicit zero synapse still counts
+    fan_out = has.astype(np.int64)
+    dense = np.zeros((n_src, n_dst))
+    dense[has, target[has]] = weight[has]
+    counts = random_counts(rng, 3, n_src, signed=True)
+    I = np.zeros((3, n_dst), np.float32)
+    I[:, 0] = np.float32(-0.0)
+    expected = (I + counts @ dense).astype(np.float32)
+    idx, cnt, n = make_events(counts)
+    syn = [synapses.map_image(idx[b], cnt[b], n[b], target, weight, fan_out, I[b])
+           for b in range(3)]
+    np.testing.assert_array_equal(I, expected)
+    assert np.all(np.signbit(I[:, 0]))
+    np.testing.assert_array_equal(syn, np.abs(counts) @ fan_out)
+
+
 def test_identity_image():
     rng = np.random.default_rng(5)
     scale = q8(rng.uniform(0, 2, 15))

@@ -17,7 +17,7 @@ def test_column_constants_follow_the_names():
     for k, name in enumerate(S.COMMON_COLUMNS):
         assert getattr(S, f"C_{name.upper()}") == k
     prefix = {S.CONN_CONV: "CV", S.CONN_DENSE: "DN", S.CONN_CSR: "SP", S.CONN_POOL: "PL",
-              S.CONN_CONV3X3: "W3"}
+              S.CONN_CONV3X3: "W3", S.CONN_MAP: "MP"}
     for kind, names in S.CONNECTION_COLUMNS.items():
         assert S.C_ARGS + len(names) <= S.C_NPARAM
         for k, name in enumerate(names):

@@ -201,6 +201,14 @@ def _connection_row(conn, src, dst, buf, ascending=False):
         m = conn.matrix[internal_order(conn.src_shape)]
         inv = np.empty(conn.n_dst, dtype=np.int64)
         inv[internal_order(conn.dst_shape)] = np.arange(conn.n_dst)
+        rows = np.diff(m.indptr)
+        if m.nnz and rows.max() == 1:  # one synapse per source at most: a target map
+            has = rows == 1
+            target = np.zeros(conn.n_src, np.int64)
+            weight = np.zeros(conn.n_src, np.float32)
+            target[has], weight[has] = inv[m.indices], m.data
+            common["float"] = buf.add_float(weight)
+            return S.connection_row(S.CONN_MAP, **common, targets=buf.add_int(target))
         common["float"] = buf.add_float(m.data)
         return S.connection_row(S.CONN_CSR, **common, indptr=buf.add_int(m.indptr),
                                 indices=buf.add_int(inv[m.indices]))

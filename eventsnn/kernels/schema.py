@@ -5,8 +5,9 @@ The batch driver (:mod:`.simulate`) receives the network as two int64 tables bui
 population, columns ``P_*``) and a connection table (one row per connection). A connection row
 has the common columns ``C_*`` followed, from ``C_ARGS`` on, by the columns of its kind,
 named in :data:`CONNECTION_COLUMNS` (``CV_*`` convolution, ``W3_*`` 3x3 convolution by window
-sweep, ``DN_*`` all-to-all, ``SP_*`` explicit sparse matrix, ``PL_*`` pooling windows). Columns
-named ``*_ptr``/``*_out``/``*_tap``/``indptr``/``indices`` hold offsets into the int64 buffer
+sweep, ``DN_*`` all-to-all, ``SP_*`` explicit sparse matrix, ``MP_*`` one synapse per source at
+most, ``PL_*`` pooling windows). Columns named ``*_ptr``/``*_out``/``*_tap``/``indptr``/
+``indices``/``targets`` hold offsets into the int64 buffer
 ``ibuf``; ``C_FLOAT`` an offset into the float32 buffer ``fbuf``; ``C_FANOUT`` the ``ibuf``
 offset of the fan-out of every source neuron.
 
@@ -39,7 +40,7 @@ P_KIND, P_OFF, P_N, P_GAMMA, P_HIST, P_STATE, P_CONN, P_CONST, P_DYN, P_LEAK = r
 P_NPARAM = len(POPULATION_COLUMNS)
 
 # ---- connection table: kinds, common columns, kind-specific columns -------------------------
-CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL, CONN_CONV3X3 = 0, 1, 2, 3, 4, 5
+CONN_CONV, CONN_DENSE, CONN_CSR, CONN_IDENTITY, CONN_POOL, CONN_CONV3X3, CONN_MAP = range(7)
 COMMON_COLUMNS = (
     "kind",    # CONN_* code
     "src",     # source population (P = the input image)
@@ -65,6 +66,8 @@ CONNECTION_COLUMNS = {
     # 3x3, padding 1, stride 1 or 2, from a source with ascending events (window sweep):
     # source channels, height and width, stride, target channels
     CONN_CONV3X3: ("c_in", "h", "w", "stride", "c_out"),
+    # at most one synapse per source neuron: ibuf offset of every source's target
+    CONN_MAP: ("targets",),
 }
 C_NPARAM = C_ARGS + max(len(cols) for cols in CONNECTION_COLUMNS.values())
 
@@ -77,6 +80,7 @@ SP_INDPTR, SP_INDICES = range(C_ARGS, C_ARGS + 2)
     C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_POOL]))
 W3_C_IN, W3_H, W3_W, W3_STRIDE, W3_C_OUT = range(
     C_ARGS, C_ARGS + len(CONNECTION_COLUMNS[CONN_CONV3X3]))
+(MP_TARGETS,) = range(C_ARGS, C_ARGS + 1)
 
 
 def connection_row(kind, **columns):

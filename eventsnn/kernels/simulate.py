@@ -24,14 +24,16 @@ from .caching import kernel_jit
 from .neurons import (burst_stats, count_events, if_image, nir_image, output_image,
                       spikes_to_events)
 from .pooling import lipool_image, maxgate_image
-from .schema import (C_ACTIVE, C_FANOUT, C_FLOAT, C_KIND, C_SRC, CONN_CONV, CONN_CONV3X3,
-                     CONN_CSR, CONN_DENSE, CV_C_IN, CV_C_OUT, CV_H_OUT, CV_KH, CV_KW, CV_PL, CV_PT,
-                     CV_SH, CV_SW, CV_W_IN, CV_W_OUT, DN_N_DST, P_CONN, P_CONST, P_GAMMA,
-                     P_DYN, P_HIST, P_KIND, P_LEAK, P_N, P_OFF, P_STATE, PL_C, PL_H_IN, PL_KH, PL_KW, PL_PL,
-                     PL_PT, PL_SH, PL_SW, PL_W_IN, PL_W_OUT, PL_X_OUT, PL_X_PTR, PL_X_TAP,
-                     PL_Y_OUT, PL_Y_PTR, PL_Y_TAP, POP_IF, POP_LIF, POP_LIPOOL, POP_OUTPUT, SP_INDICES,
-                     SP_INDPTR, W3_C_IN, W3_C_OUT, W3_H, W3_STRIDE, W3_W)
-from .synapses import conv3x3_image, conv_rows_image, csr_image, dense_image, identity_image
+from .schema import (CONN_CONV, CONN_CONV3X3, CONN_CSR, CONN_DENSE, CONN_MAP, CV_C_IN, CV_C_OUT,
+                     CV_H_OUT, CV_KH, CV_KW, CV_PL, CV_PT, CV_SH, CV_SW, CV_W_IN, CV_W_OUT,
+                     C_ACTIVE, C_FANOUT, C_FLOAT, C_KIND, C_SRC, DN_N_DST, MP_TARGETS, PL_C,
+                     PL_H_IN, PL_KH, PL_KW, PL_PL, PL_PT, PL_SH, PL_SW, PL_W_IN, PL_W_OUT,
+                     PL_X_OUT, PL_X_PTR, PL_X_TAP, PL_Y_OUT, PL_Y_PTR, PL_Y_TAP, POP_IF, POP_LIF,
+                     POP_LIPOOL, POP_OUTPUT, P_CONN, P_CONST, P_DYN, P_GAMMA, P_HIST, P_KIND,
+                     P_LEAK, P_N, P_OFF, P_STATE, SP_INDICES, SP_INDPTR, W3_C_IN, W3_C_OUT, W3_H,
+                     W3_STRIDE, W3_W)
+from .synapses import (conv3x3_image, conv_rows_image, csr_image, dense_image, identity_image,
+                       map_image)
 
 
 
@@ -55,6 +57,8 @@ def deliver(prm, ei, ec, ne, fbuf, ibuf, I):
         return dense_image(ei, ec, ne, w, prm[DN_N_DST], I)
     elif kind == CONN_CSR:
         return csr_image(ei, ec, ne, ibuf[prm[SP_INDPTR]:], ibuf[prm[SP_INDICES]:], w, I)
+    elif kind == CONN_MAP:
+        return map_image(ei, ec, ne, ibuf[prm[MP_TARGETS]:], w, fo, I)
     else:
         return identity_image(ei, ec, ne, w, I)
 

@@ -494,6 +494,26 @@ def csr_image(ev_idx, ev_cnt, n, indptr, indices, data, I):
 
 
 @kernel_jit()
+def map_image(ev_idx, ev_cnt, n, target, weight, fan_out, I):
+    """Scatter events through a connection with at most one synapse per source neuron.
+
+    ``I[target[j]] += s * weight[j]`` for a source ``j`` with a synapse (``fan_out[j] == 1``),
+    as :func:`csr_image` does, without its loop over a row of length 0 or 1, whose exit
+    branch the processor cannot predict when half the sources have no synapse (a strided
+    shortcut). A source without one (``target[j] == 0``) adds ``-0.0``, which leaves every
+    value, ``+0.0`` included, unchanged; the choice is a select, not a branch. Returns SynOps.
+    """
+    ops = 0
+    for e in range(n):
+        j = ev_idx[e]
+        s = ev_cnt[e]
+        ops += abs(s) * fan_out[j]
+        v = np.float32(s) * weight[j]
+        I[target[j]] += v if fan_out[j] else np.float32(-0.0)
+    return ops
+
+
+@kernel_jit()
 def identity_image(ev_idx, ev_cnt, n, scale, I):
     """Scatter events one-to-one with a per-neuron scale: ``I[j] += s * scale[j]``. Returns SynOps."""
     ops = 0

@@ -8,11 +8,11 @@ the engines must then agree bit for bit). Magnitudes are bounded so that even th
 currents (products of two multiples of 2^-8) stay exact over ``T <= MAX_T`` steps.
 
 Networks contain: conv (random kernel, stride, asymmetric padding; a quarter 3x3 with padding 1,
-stride 1 or 2 and 16-64 output channels, the engine's window sweep), dense and csr connections (csr with
-explicit zero synapses), identity residual adds (a population with two incoming connections),
-lipool and maxgate pooling with random (also overlapping, padded) geometry,
-dead-end populations, direct input into a later population, and the output integrator; a
-quarter of the neuron populations are NIR IF/LIF neurons (hard reset) and a quarter of the
+stride 1 or 2 and 16-64 output channels, the engine's window sweep), dense and csr connections
+(csr with explicit zero synapses; some with at most one synapse per source), identity residual
+adds (a population with two incoming connections), lipool and maxgate pooling with random (also
+overlapping, padded) geometry, dead-end populations, direct input into a later population, and
+the output integrator; a quarter of the neuron populations are NIR IF/LIF neurons (hard reset) and a quarter of the
 outputs NIR I/LI nodes, with dyadic parameters and ``dt/tau`` in {1, 1/2, 1/4}.
 
 Needs Hypothesis (``pip install eventsnn[test]``); see :mod:`eventsnn.testing` for an example.
@@ -156,8 +156,13 @@ class _Builder:
         shape = self.draw(st.sampled_from([(self.draw(st.integers(2, 12)),), (2, 3, 3), (1, 4, 4)]))
         dst = self.add_if(shape)
         n_src, n_dst = int(np.prod(self.shapes[src])), int(np.prod(shape))
-        density = self.draw(st.sampled_from([0.1, 0.3, 0.7]))
-        mask = self.rng.random((n_src, n_dst)) < density
+        density = self.draw(st.sampled_from([0.1, 0.3, 0.7, "one"]))
+        if density == "one":  # at most one synapse per source (a strided shortcut)
+            mask = np.zeros((n_src, n_dst), bool)
+            has = self.rng.random(n_src) < 0.5
+            mask[np.flatnonzero(has), self.rng.integers(0, n_dst, has.sum())] = True
+        else:
+            mask = self.rng.random((n_src, n_dst)) < density
         rows, cols = np.nonzero(mask)
         data = dyadic(self.rng, len(rows), *self.weight_range(src))
         data[self.rng.random(len(rows)) < 0.1] = 0.0  # explicit zeros are synapses too
