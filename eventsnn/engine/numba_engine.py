@@ -17,10 +17,10 @@ Internal layout: populations of shape ``(C, H, W)`` are stored channel-last (``(
 so that a conv event scatters a contiguous run of output channels; conv weights are stored
 per stride phase ``(kh, C_in, kw reversed, C_out)`` (row scatter, :func:`~eventsnn.kernels.
 synapses.conv_rows_image`, or the window sweep of :func:`~eventsnn.kernels.synapses.
-conv3x3_image` for 3x3 'same' convs with 16 or 32 output channels, see :func:`window_sweep`),
-dense weights transposed
-``(N_src, N_dst)``. Conversions to and
-from the public C-order layout happen only at the boundary (input currents, biases, records,
+conv3x3_image` for 3x3 convs with padding 1 and few output channels, see
+:func:`window_sweep`), dense weights transposed ``(N_src, N_dst)``, sparse connections as CSR
+rows or, with at most one synapse per source, as a target map. Conversions to and from the
+public C-order layout happen only at the boundary (input currents, biases, records,
 outputs). Memory is O(parameters + neurons × threads + outputs × batch), plus the per-neuron
 records requested; conv layers are never materialised.
 """
