@@ -8,6 +8,7 @@ from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from .caching import kernel_jit
+from .vectors import pointer, splat
 
 
 @kernel_jit()
@@ -83,27 +84,23 @@ def _compress16(typingctx, ev_idx, ev_cnt, n, ne):
     sig = types.intp(ev_idx, ev_cnt, n, ne)
 
     def codegen(context, builder, signature, args):
-        idx_p = context.make_array(signature.args[0])(context, builder, args[0]).data
-        cnt_p = context.make_array(signature.args[1])(context, builder, args[1]).data
         n_, ne_ = args[2], args[3]
         i32 = ir.IntType(32)
         v16 = ir.VectorType(i32, BLOCK)
         zeros = ir.Constant(v16, [0] * BLOCK)
 
-        def vec(base, off):
-            return builder.bitcast(builder.gep(base, [off]), v16.as_pointer())
+        def vec(k, off):  # argument k (ev_idx or ev_cnt) from element off, as a v16 pointer
+            return pointer(context, builder, signature.args[k], args[k], off, v16)
 
-        cnt = builder.load(vec(cnt_p, n_), align=4)
+        cnt = builder.load(vec(1, n_), align=4)
         mask = builder.icmp_signed(">", cnt, zeros)
-        first = builder.insert_element(ir.Constant(v16, ir.Undefined), builder.trunc(n_, i32),
-                                       ir.Constant(i32, 0))
-        idx = builder.add(builder.shuffle_vector(first, ir.Constant(v16, ir.Undefined), zeros),
+        idx = builder.add(splat(builder, builder.trunc(n_, i32), v16),
                           ir.Constant(v16, list(range(BLOCK))))
         compress = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(v16, [v16, v16, mask.type]),
             "llvm.x86.avx512.mask.compress.v16i32")
-        builder.store(builder.call(compress, [idx, zeros, mask]), vec(idx_p, ne_), align=4)
-        builder.store(builder.call(compress, [cnt, zeros, mask]), vec(cnt_p, ne_), align=4)
+        builder.store(builder.call(compress, [idx, zeros, mask]), vec(0, ne_), align=4)
+        builder.store(builder.call(compress, [cnt, zeros, mask]), vec(1, ne_), align=4)
         i64 = ir.IntType(64)
         popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]),
                                                   "llvm.ctpop.i64")

@@ -7,9 +7,9 @@ has the common columns ``C_*`` followed, from ``C_ARGS`` on, by the columns of i
 named in :data:`CONNECTION_COLUMNS` (``CV_*`` convolution, ``W3_*`` 3x3 convolution by window
 sweep, ``DN_*`` all-to-all, ``SP_*`` explicit sparse matrix, ``MP_*`` one synapse per source at
 most, ``PL_*`` pooling windows). Columns named ``*_ptr``/``*_out``/``*_tap``/``indptr``/
-``indices``/``targets`` hold offsets into the int64 buffer
-``ibuf``; ``C_FLOAT`` an offset into the float32 buffer ``fbuf``; ``C_FANOUT`` the ``ibuf``
-offset of the fan-out of every source neuron.
+``indices``/``targets`` hold offsets into the int64 buffer ``ibuf``; ``C_FLOAT`` an offset
+into the float32 buffer ``fbuf``; ``C_FANOUT`` the ``ibuf`` offset of the fan-out of every
+source neuron.
 
 The constants below are plain module-level ints, so numba compiles them into the kernels as
 literals; :func:`connection_row` fills a row by column name, and :func:`worker_bytes` sizes the
