@@ -12,8 +12,8 @@ stride 1 or 2 and 16-64 output channels, the engine's window sweep), dense and c
 (csr with explicit zero synapses; some with at most one synapse per source), identity residual
 adds (a population with two incoming connections), lipool and maxgate pooling with random (also
 overlapping, padded) geometry, dead-end populations, direct input into a later population, and
-the output integrator; a quarter of the neuron populations are NIR IF/LIF neurons (hard reset) and a quarter of the
-outputs NIR I/LI nodes, with dyadic parameters and ``dt/tau`` in {1, 1/2, 1/4}.
+the output integrator; a quarter of the neuron populations are NIR IF/LIF neurons (hard reset)
+and a quarter of the outputs NIR I/LI nodes, with dyadic parameters and ``dt/tau`` in {1, 1/2, 1/4}.
 
 Needs Hypothesis (``pip install eventsnn[test]``); see :mod:`eventsnn.testing` for an example.
 """
@@ -93,9 +93,17 @@ class _Builder:
         self.pops, self.conns = [], []
         self.shapes = {INPUT: input_shape}
 
-    def weight_range(self, src):
+    def weight_range(self, src, dst=None):
         # Input connections multiply two dyadic numbers: keep them smaller (exactness).
-        return (-16, 48) if src == INPUT else (-48, 128)
+        lo, hi = (-16, 48) if src == INPUT else (-48, 128)
+        if dst == "out":
+            # the output integrator sums over all T steps and may also take the direct input
+            # (multiples of 2^-16, exact below 2^8): keep a wide source (the 16-64 channel
+            # populations of the window-sweep convs) within the charge of the widest other
+            # one, 3 x 6 x 6 neurons
+            k = -(-int(np.prod(self.shapes[src])) // 108)
+            lo, hi = min(-1, -(-lo // k)), max(1, hi // k)
+        return lo, hi
 
     def add_if(self, shape):
         name = f"p{len(self.pops)}"
@@ -147,7 +155,8 @@ class _Builder:
         n_src = int(np.prod(self.shapes[src]))
         if dst is None:
             dst = self.add_if((n or self.draw(st.integers(2, 10)),))
-        weight = dyadic(self.rng, (int(np.prod(self.shapes[dst])), n_src), *self.weight_range(src))
+        weight = dyadic(self.rng, (int(np.prod(self.shapes[dst])), n_src),
+                        *self.weight_range(src, dst))
         self.conns.append(DenseConnection(src, dst, self.shapes[src], self.shapes[dst], weight=weight))
         return dst
 
