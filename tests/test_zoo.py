@@ -126,8 +126,9 @@ def test_zoo_weight_checksum_is_enforced(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(zoo_models.ZOO))
-def test_zoo_model_imports_like_its_source(name):
-    """A pretrained zoo model (skipped when its weights are not in the zoo directory): the torch
+def test_zoo_model_imports_like_its_source(name, shared_dir):
+    """A pretrained zoo model (skipped when its weights are not in the zoo directory, or the
+    test images of ../shared are absent, ``shared_dir``): the torch
     module matches the model as saved by its authors, and eventsnn.from_torch matches torch.
     Tolerances: float32 arithmetic in another order (relative 1e-4, the importers' bound)."""
     if name not in zoo_models.available():
